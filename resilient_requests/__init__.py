@@ -1,0 +1,86 @@
+"""resilient_requests: requests with timeouts, retries, per-host circuit breakers
+and a bulkhead, for threaded code that will never move to asyncio.
+
+``import resilient_requests as requests`` is a whole migration: the module-level
+functions, ``Session`` and the names old scripts take from ``requests`` resolve
+here too.
+"""
+from __future__ import annotations
+
+import logging
+
+import requests as _requests
+from requests import (  # noqa: F401  (names old scripts take from requests)
+    JSONDecodeError,
+    PreparedRequest,
+    Request,
+    Response,
+    adapters,
+    auth,
+    codes,
+    cookies,
+    hooks,
+    models,
+    status_codes,
+    structures,
+    utils,
+)
+from requests.exceptions import (  # noqa: F401
+    ConnectTimeout,
+    FileModeWarning,
+    HTTPError,
+    ReadTimeout,
+    RequestException,
+    Timeout,
+    TooManyRedirects,
+    URLRequired,
+)
+
+from . import exceptions
+from .api import configure, delete, get, head, options, patch, post, put, request, session
+from .breaker import CircuitState
+from .config import (
+    BulkheadConfig,
+    CircuitBreakerConfig,
+    ClientConfig,
+    LoggingConfig,
+    RetryConfig,
+    TimeoutConfig,
+)
+from .exceptions import (
+    APIError,
+    AuthenticationError,
+    CircuitOpenError,
+    ClientError,
+    ConnectionError,
+    NotFoundError,
+    PoolTimeoutError,
+    ServerError,
+    TimeoutError,
+)
+from .presets import (
+    get_batch_processing_config,
+    get_fast_microservice_config,
+    get_high_latency_config,
+    preset,
+)
+from .session import ResilientSession, create_resilient_client
+
+__version__ = "0.1.0"
+
+#: ``requests.Session``'s stand-in: ``import resilient_requests as requests; requests.Session()``.
+Session = ResilientSession
+
+logging.getLogger("resilient_requests").addHandler(logging.NullHandler())
+
+__all__ = [
+    "APIError", "AuthenticationError", "BulkheadConfig", "CircuitBreakerConfig", "CircuitOpenError",
+    "CircuitState", "ClientConfig", "ClientError", "ConnectionError", "LoggingConfig", "NotFoundError",
+    "PoolTimeoutError", "ResilientSession", "RetryConfig", "ServerError", "Session", "TimeoutConfig",
+    "TimeoutError", "configure", "create_resilient_client", "delete", "exceptions", "get",
+    "get_batch_processing_config", "get_fast_microservice_config", "get_high_latency_config", "head",
+    "options", "patch", "post", "preset", "put", "request", "session",
+    "codes", "Request", "Response", "PreparedRequest", "RequestException", "HTTPError", "Timeout",
+    "ConnectTimeout", "ReadTimeout", "TooManyRedirects", "URLRequired", "JSONDecodeError",
+]
+del _requests

@@ -1,0 +1,89 @@
+"""The module-level API: ``resilient_requests.get(...)`` and friends.
+
+Like requests' own, each call runs in a fresh session, so no cookie or other
+session state passes from one call to the next. Unlike requests' own, the
+breakers, the bulkhead and the connection pools are shared by every call in
+the process, so an outage is remembered between calls.
+"""
+from __future__ import annotations
+
+import threading
+from typing import Any, Optional
+
+import requests
+
+from .config import ClientConfig
+from .session import ResilientSession, _Shared
+
+__all__ = ["configure", "request", "get", "options", "head", "post", "put", "patch", "delete", "session"]
+
+_lock = threading.Lock()
+_shared: Optional[_Shared] = None
+
+
+def configure(config: Optional[ClientConfig] = None) -> None:
+    """Use ``config`` (default: ``ClientConfig()``) for module-level calls from now
+    on, with fresh breakers, bulkhead and pools. Calls in flight finish on the old ones."""
+    global _shared
+    if config is not None and not isinstance(config, ClientConfig):
+        raise TypeError(f"configure() takes a ClientConfig, got {config!r}")
+    with _lock:
+        _shared = _Shared(config or ClientConfig())
+
+
+def _current() -> _Shared:
+    global _shared
+    shared = _shared
+    if shared is None:
+        with _lock:
+            if _shared is None:
+                _shared = _Shared(ClientConfig())
+            shared = _shared
+    return shared
+
+
+def session() -> ResilientSession:
+    """A new :class:`ResilientSession` with default config (like ``requests.session()``)."""
+    return ResilientSession()
+
+
+def request(method: str, url: Any, **kwargs: Any) -> requests.Response:
+    """Send a request, as ``requests.request`` does, through the shared resilience layers."""
+    return ResilientSession(_shared=_current()).request(method=method, url=url, **kwargs)
+
+
+def get(url: Any, params: Any = None, **kwargs: Any) -> requests.Response:
+    """Send a GET request."""
+    return request("get", url, params=params, **kwargs)
+
+
+def options(url: Any, **kwargs: Any) -> requests.Response:
+    """Send an OPTIONS request."""
+    return request("options", url, **kwargs)
+
+
+def head(url: Any, **kwargs: Any) -> requests.Response:
+    """Send a HEAD request (redirects not followed unless asked, as in requests)."""
+    kwargs.setdefault("allow_redirects", False)
+    return request("head", url, **kwargs)
+
+
+def post(url: Any, data: Any = None, json: Any = None, **kwargs: Any) -> requests.Response:
+    """Send a POST request (retried only when it never reached the server, or
+    when it carries an ``Idempotency-Key``)."""
+    return request("post", url, data=data, json=json, **kwargs)
+
+
+def put(url: Any, data: Any = None, **kwargs: Any) -> requests.Response:
+    """Send a PUT request."""
+    return request("put", url, data=data, **kwargs)
+
+
+def patch(url: Any, data: Any = None, **kwargs: Any) -> requests.Response:
+    """Send a PATCH request (not idempotent: see :func:`post`)."""
+    return request("patch", url, data=data, **kwargs)
+
+
+def delete(url: Any, **kwargs: Any) -> requests.Response:
+    """Send a DELETE request."""
+    return request("delete", url, **kwargs)

@@ -1,0 +1,178 @@
+"""Circuit breakers, one per origin, on pybreaker's state machine and storage.
+
+pybreaker's ``CircuitBreaker.call`` holds the breaker's lock for the whole
+wrapped call, so every thread calling one origin runs one at a time (32 calls
+of 50 ms from 16 threads: 1.61 s instead of 0.10 s). Its ``calling()`` context
+manager skips that lock but then lets every waiting caller into half-open at
+once. And it counts only raised exceptions, while a 503 *response* must count
+as a failure and a 404 as a success.
+
+So this module steps around ``call()``: it keeps pybreaker's storage (counter,
+state, ``opened_at``), its transitions (``open()``, ``half_open()``,
+``close()``, which notify its listeners) and its settings, and adds two things:
+an *admit* step before each attempt and a *record* step after it, each holding
+a small lock of ours for a few dictionary operations and never across I/O; and
+a single half-open trial slot, so one caller probes a recovering origin while
+every other caller still fails fast. Only public pybreaker names are used.
+"""
+from __future__ import annotations
+
+import enum
+import threading
+from datetime import datetime, timezone
+from typing import Dict, Iterable, Optional, Sequence
+
+import pybreaker
+
+from .config import CircuitBreakerConfig
+from .exceptions import CircuitOpenError
+
+__all__ = ["CircuitState", "OriginBreaker", "BreakerRegistry"]
+
+
+class CircuitState(str, enum.Enum):
+    """The state of an origin's breaker."""
+
+    CLOSED = "closed"
+    OPEN = "open"
+    HALF_OPEN = "half_open"
+
+
+_STATES = {
+    pybreaker.STATE_CLOSED: CircuitState.CLOSED,
+    pybreaker.STATE_OPEN: CircuitState.OPEN,
+    pybreaker.STATE_HALF_OPEN: CircuitState.HALF_OPEN,
+}
+
+
+class OriginBreaker:
+    """The breaker of one origin: ``admit()`` before an attempt, ``record()`` after."""
+
+    def __init__(
+        self,
+        origin: str,
+        config: CircuitBreakerConfig,
+        listeners: Sequence[pybreaker.CircuitBreakerListener] = (),
+    ) -> None:
+        self.origin = origin
+        self._storage = pybreaker.CircuitMemoryStorage(pybreaker.STATE_CLOSED)
+        self._breaker = pybreaker.CircuitBreaker(
+            fail_max=config.failure_threshold,
+            reset_timeout=config.recovery_timeout,
+            state_storage=self._storage,
+            listeners=list(listeners),
+            name=origin,
+        )
+        self._lock = threading.Lock()
+        self._trial_in_flight = False
+
+    @property
+    def state(self) -> CircuitState:
+        """The stored state. An open breaker whose timeout has passed still reads
+        ``OPEN`` until the next call turns it half-open."""
+        return _STATES[self._storage.state]
+
+    @property
+    def failure_count(self) -> int:
+        """Consecutive failures recorded while closed."""
+        return int(self._storage.counter)
+
+    def _seconds_left_open(self) -> float:
+        opened_at = self._storage.opened_at
+        if opened_at is None:
+            return 0.0
+        elapsed = (datetime.now(timezone.utc) - opened_at).total_seconds()
+        return max(0.0, self._breaker.reset_timeout - elapsed)
+
+    def admit(self) -> bool:
+        """Let an attempt through, or raise ``CircuitOpenError`` without I/O.
+
+        Returns ``True`` when the attempt is the half-open trial: its outcome
+        closes or re-opens the breaker, and :meth:`record` must be called for it
+        (with ``failed=None`` if it ended without a verdict) to free the slot.
+        """
+        if self._storage.state == pybreaker.STATE_CLOSED:  # the lock-free common case
+            return False
+        with self._lock:
+            state = self._storage.state
+            if state == pybreaker.STATE_OPEN:
+                left = self._seconds_left_open()
+                if left > 0:
+                    raise CircuitOpenError(
+                        f"circuit open for {self.origin}; next trial in {left:.3f}s",
+                        origin=self.origin, retry_after=left,
+                    )
+                self._breaker.half_open()
+                state = pybreaker.STATE_HALF_OPEN
+            if state == pybreaker.STATE_HALF_OPEN:
+                if self._trial_in_flight:
+                    raise CircuitOpenError(
+                        f"circuit half-open for {self.origin}; a trial call is in flight",
+                        origin=self.origin, retry_after=0.0,
+                    )
+                self._trial_in_flight = True
+                return True
+            return False
+
+    def record(self, trial: bool, failed: Optional[bool]) -> None:
+        """Record an admitted attempt: ``failed`` True/False, or ``None`` for an
+        outcome that says nothing about the origin (e.g. an invalid URL)."""
+        if not trial and failed is False:
+            if self._storage.counter:  # read without the lock: an int
+                with self._lock:
+                    if self._storage.state == pybreaker.STATE_CLOSED:
+                        self._storage.reset_counter()
+            return
+        with self._lock:
+            if trial:
+                self._trial_in_flight = False
+            if failed is None:
+                return
+            state = self._storage.state
+            if state == pybreaker.STATE_CLOSED and failed:
+                self._storage.increment_counter()
+                if self._storage.counter >= self._breaker.fail_max:
+                    self._breaker.open()
+            elif state == pybreaker.STATE_HALF_OPEN and trial:
+                # Only the trial decides; late results of calls admitted
+                # before the breaker opened are ignored.
+                if failed:
+                    self._breaker.open()
+                else:
+                    self._breaker.close()
+
+    def is_open(self) -> bool:
+        """Whether the next attempt would be refused right now."""
+        state = self._storage.state
+        if state == pybreaker.STATE_CLOSED:
+            return False
+        if state == pybreaker.STATE_HALF_OPEN:
+            return self._trial_in_flight
+        return self._seconds_left_open() > 0
+
+
+class BreakerRegistry:
+    """One :class:`OriginBreaker` per origin, made on first use, thread-safe."""
+
+    def __init__(
+        self,
+        config: CircuitBreakerConfig,
+        listeners: Iterable[pybreaker.CircuitBreakerListener] = (),
+    ) -> None:
+        self._config = config
+        self._listeners = tuple(listeners)
+        self._breakers: Dict[str, OriginBreaker] = {}
+        self._lock = threading.Lock()
+
+    def get(self, origin: str) -> OriginBreaker:
+        """The breaker of ``origin`` (``scheme://host:port``)."""
+        breaker = self._breakers.get(origin)
+        if breaker is None:
+            with self._lock:
+                breaker = self._breakers.get(origin)
+                if breaker is None:
+                    breaker = self._breakers[origin] = OriginBreaker(origin, self._config, self._listeners)
+        return breaker
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        return iter(list(self._breakers.values()))

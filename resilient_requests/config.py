@@ -1,0 +1,230 @@
+"""Configuration: plain dataclasses, checked when they are made.
+
+Every duration is a float number of seconds. A bad value raises ``TypeError``
+(wrong type) or ``ValueError`` (wrong value) naming the class, the field, the
+rule and the value, e.g. ``BulkheadConfig.max_concurrency must be >= 1, got 0``.
+"""
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field
+from typing import Any, FrozenSet, Optional
+
+__all__ = [
+    "TimeoutConfig",
+    "RetryConfig",
+    "CircuitBreakerConfig",
+    "BulkheadConfig",
+    "LoggingConfig",
+    "ClientConfig",
+    "IDEMPOTENT_METHODS",
+]
+
+#: Methods that may be sent twice without changing the outcome (RFC 9110 §9.2.2).
+IDEMPOTENT_METHODS: FrozenSet[str] = frozenset(
+    {"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"}
+)
+
+_LOG_LEVELS = ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG", "NOTSET")
+
+
+def _where(obj: object, name: str) -> str:
+    return f"{type(obj).__name__}.{name}"
+
+
+def _number(obj: object, name: str, *, minimum: float = 0.0, strict: bool = False,
+            optional: bool = False) -> None:
+    """Check that ``obj.name`` is a real, finite number above ``minimum``."""
+    value = getattr(obj, name)
+    if value is None and optional:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{_where(obj, name)} must be a number, got {value!r}")
+    if math.isnan(value) or math.isinf(value):
+        raise ValueError(f"{_where(obj, name)} must be a finite number, got {value!r}")
+    if strict and value <= minimum:
+        raise ValueError(f"{_where(obj, name)} must be > {minimum:g}, got {value!r}")
+    if not strict and value < minimum:
+        raise ValueError(f"{_where(obj, name)} must be >= {minimum:g}, got {value!r}")
+    setattr(obj, name, float(value))
+
+
+def _integer(obj: object, name: str, *, minimum: int) -> None:
+    value = getattr(obj, name)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{_where(obj, name)} must be an int, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{_where(obj, name)} must be >= {minimum}, got {value!r}")
+
+
+def _flag(obj: object, name: str) -> None:
+    value = getattr(obj, name)
+    if not isinstance(value, bool):
+        raise TypeError(f"{_where(obj, name)} must be a bool, got {value!r}")
+
+
+def _statuses(obj: object, name: str) -> None:
+    value = getattr(obj, name)
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
+        raise TypeError(f"{_where(obj, name)} must be a collection of status codes, got {value!r}")
+    codes = frozenset(value)
+    for code in codes:
+        if isinstance(code, bool) or not isinstance(code, int) or not 100 <= code <= 599:
+            raise ValueError(f"{_where(obj, name)} holds {code!r}, not an HTTP status (100-599)")
+    setattr(obj, name, codes)
+
+
+def _instance(obj: object, name: str, cls: type) -> None:
+    value = getattr(obj, name)
+    if not isinstance(value, cls):
+        raise TypeError(f"{_where(obj, name)} must be a {cls.__name__}, got {value!r}")
+
+
+@dataclass
+class TimeoutConfig:
+    """Per-phase timeouts, in seconds.
+
+    ``connect`` bounds opening a connection; ``read`` bounds each wait for bytes
+    from the server; ``write`` bounds each socket send of the request;
+    ``pool`` bounds the wait for a free pooled connection.
+    """
+
+    connect: float = 10.0
+    read: float = 30.0
+    write: float = 15.0
+    pool: float = 5.0
+
+    def __post_init__(self) -> None:
+        for name in ("connect", "read", "write", "pool"):
+            _number(self, name, strict=True)
+
+
+@dataclass
+class RetryConfig:
+    """How a failed call is tried again.
+
+    ``max_attempts`` counts the first try: 3 means at most three requests reach
+    the server. The n-th retry waits ``min_wait * multiplier ** (n - 1)``,
+    capped at ``max_wait``; with ``jitter`` a uniform draw between 0 and that
+    ("full jitter"). A server's ``Retry-After`` on 429/503 replaces the
+    computed wait (capped at ``max_wait``) and is never jittered.
+    """
+
+    max_attempts: int = 3
+    min_wait: float = 1.0
+    max_wait: float = 60.0
+    multiplier: float = 2.0
+    jitter: bool = True
+    retry_on_status: FrozenSet[int] = frozenset({429, 500, 502, 503, 504})
+
+    def __post_init__(self) -> None:
+        _integer(self, "max_attempts", minimum=1)
+        _number(self, "min_wait")
+        _number(self, "max_wait")
+        _number(self, "multiplier", minimum=1.0)
+        _flag(self, "jitter")
+        _statuses(self, "retry_on_status")
+        if self.max_wait < self.min_wait:
+            raise ValueError(
+                f"RetryConfig.max_wait must be >= min_wait ({self.min_wait!r}), got {self.max_wait!r}"
+            )
+
+
+@dataclass
+class CircuitBreakerConfig:
+    """One breaker per origin: opens after ``failure_threshold`` consecutive
+    failures, admits one trial call after ``recovery_timeout`` seconds.
+
+    ``failure_statuses`` are responses that count as failures, whether or not
+    the caller asked for errors to be raised; every other response is a success.
+    """
+
+    failure_threshold: int = 5
+    recovery_timeout: float = 30.0
+    failure_statuses: FrozenSet[int] = frozenset({500, 502, 503, 504})
+
+    def __post_init__(self) -> None:
+        _integer(self, "failure_threshold", minimum=1)
+        _number(self, "recovery_timeout", strict=True)
+        _statuses(self, "failure_statuses")
+
+
+@dataclass
+class BulkheadConfig:
+    """At most ``max_concurrency`` calls in flight per session; a caller waits
+    up to ``acquisition_timeout`` seconds for a slot (0 = do not wait)."""
+
+    max_concurrency: int = 50
+    acquisition_timeout: float = 30.0
+
+    def __post_init__(self) -> None:
+        _integer(self, "max_concurrency", minimum=1)
+        _number(self, "acquisition_timeout")
+
+
+@dataclass
+class LoggingConfig:
+    """The library's own logger: its name, its level, and whether each call
+    carries an ``X-Request-ID`` header (a caller's own value is kept)."""
+
+    level: str = "INFO"
+    include_request_id: bool = True
+    logger_name: str = "resilient_requests"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.level, str):
+            raise TypeError(f"LoggingConfig.level must be a str, got {self.level!r}")
+        if self.level.upper() not in _LOG_LEVELS:
+            raise ValueError(
+                f"LoggingConfig.level must be one of {', '.join(_LOG_LEVELS)}, got {self.level!r}"
+            )
+        self.level = self.level.upper()
+        _flag(self, "include_request_id")
+        if not isinstance(self.logger_name, str) or not self.logger_name:
+            raise ValueError(f"LoggingConfig.logger_name must be a non-empty str, got {self.logger_name!r}")
+
+    @property
+    def levelno(self) -> int:
+        """The level as the ``logging`` module's number."""
+        return logging.getLevelName(self.level)  # type: ignore[no-any-return]
+
+
+@dataclass
+class ClientConfig:
+    """Everything a :class:`~resilient_requests.ResilientSession` needs."""
+
+    base_url: Optional[str] = None
+    timeout: TimeoutConfig = field(default_factory=TimeoutConfig)
+    retry: RetryConfig = field(default_factory=RetryConfig)
+    circuit_breaker: CircuitBreakerConfig = field(default_factory=CircuitBreakerConfig)
+    bulkhead: BulkheadConfig = field(default_factory=BulkheadConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+    follow_redirects: bool = True
+    verify_ssl: bool = True
+    user_agent: Optional[str] = None
+    raise_for_status: bool = False
+
+    def __post_init__(self) -> None:
+        if self.base_url is not None:
+            if not isinstance(self.base_url, str):
+                raise TypeError(f"ClientConfig.base_url must be a str or None, got {self.base_url!r}")
+            if not self.base_url.lower().startswith(("http://", "https://")):
+                raise ValueError(
+                    f"ClientConfig.base_url must start with http:// or https://, got {self.base_url!r}"
+                )
+        _instance(self, "timeout", TimeoutConfig)
+        _instance(self, "retry", RetryConfig)
+        _instance(self, "circuit_breaker", CircuitBreakerConfig)
+        _instance(self, "bulkhead", BulkheadConfig)
+        _instance(self, "logging", LoggingConfig)
+        for name in ("follow_redirects", "verify_ssl", "raise_for_status"):
+            _flag(self, name)
+        if self.user_agent is not None and not isinstance(self.user_agent, str):
+            raise TypeError(f"ClientConfig.user_agent must be a str or None, got {self.user_agent!r}")
+
+    def replace(self, **changes: Any) -> "ClientConfig":
+        """A copy with ``changes`` applied (and checked)."""
+        from dataclasses import replace
+
+        return replace(self, **changes)

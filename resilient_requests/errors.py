@@ -1,0 +1,154 @@
+"""What went wrong, decided in one place.
+
+requests' exception types do not say what happened. After urllib3 gives up, a
+read timeout arrives as ``requests.ConnectionError`` wrapping
+``MaxRetryError(ReadTimeoutError)``, and so does a read timeout while the body
+downloads; a timeout while *sending* arrives as
+``ConnectionError(ProtocolError(..., TimeoutError))``; ``ChunkedEncodingError``
+is neither a connection error nor a timeout; ``ConnectTimeout`` is both; and
+urllib3's ``EmptyPoolError`` is not a requests exception at all.
+
+:data:`RULES` answers, for each, the questions every other layer asks:
+
+* ``reached``: may the server have received the request? (decides whether a
+  non-idempotent request may be sent again);
+* ``retry``: is it retried — ``NEVER``, ``IDEMPOTENT`` (only idempotent methods
+  or requests with an ``Idempotency-Key``), or ``ALWAYS``;
+* ``breaker``: does it count as a failure of the origin?
+* ``raise_as``: the classes of ours the caller sees (each mapped error is
+  also an instance of the original requests class; see ``exceptions.mapped``).
+
+The retry loop, the circuit breaker and the command line all read this table;
+none of them inspects an exception on its own.
+"""
+from __future__ import annotations
+
+import enum
+import socket
+import ssl
+from dataclasses import dataclass
+from typing import Callable, Iterator, Optional, Tuple, Type
+
+import requests
+from urllib3 import exceptions as u3
+
+from . import exceptions as ours
+
+__all__ = ["RetryWhen", "Verdict", "RULES", "classify", "causes"]
+
+
+class RetryWhen(enum.Enum):
+    """Which requests a failure may be retried for."""
+
+    NEVER = "never"
+    IDEMPOTENT = "idempotent"  # idempotent method, or an Idempotency-Key header
+    ALWAYS = "always"  # the request never reached the server
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The classification of one failure."""
+
+    name: str
+    reached: bool  # may the server have received the request?
+    retry: RetryWhen
+    breaker: bool  # counts as a failure of the origin
+    raise_as: Tuple[Type[ours.APIError], ...]  # () = re-raise the original unchanged
+
+    @property
+    def is_timeout(self) -> bool:
+        """Whether the caller sees a :class:`~resilient_requests.TimeoutError`."""
+        return ours.TimeoutError in self.raise_as
+
+
+def causes(exc: BaseException) -> Iterator[BaseException]:
+    """``exc`` and what it wraps: requests' first argument, ``MaxRetryError.reason``,
+    ``ProtocolError``'s second argument, ``__cause__`` and ``__context__``."""
+    seen = set()
+    stack = [exc]
+    while stack:
+        current = stack.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield current
+        stack.extend(a for a in reversed(current.args) if isinstance(a, BaseException))
+        stack.append(getattr(current, "reason", None))
+        stack.append(current.__cause__)
+        stack.append(current.__context__)
+
+
+def _any(*types: type) -> Callable[[BaseException], bool]:
+    def match(exc: BaseException) -> bool:
+        return any(isinstance(c, types) for c in causes(exc))
+
+    match.__qualname__ = f"any cause is {'/'.join(t.__name__ for t in types)}"
+    return match
+
+
+def _top(*types: type) -> Callable[[BaseException], bool]:
+    def match(exc: BaseException) -> bool:
+        return isinstance(exc, types)
+
+    match.__qualname__ = f"is {'/'.join(t.__name__ for t in types)}"
+    return match
+
+
+def _both(first: Callable[[BaseException], bool], second: Callable[[BaseException], bool]) -> Callable[[BaseException], bool]:
+    def match(exc: BaseException) -> bool:
+        return first(exc) and second(exc)
+
+    return match
+
+
+_NEVER, _IDEM, _ALWAYS = RetryWhen.NEVER, RetryWhen.IDEMPOTENT, RetryWhen.ALWAYS
+_CONN, _TIME, _POOL = ours.ConnectionError, ours.TimeoutError, ours.PoolTimeoutError
+_SOCKET_TIMEOUT = (socket.timeout, TimeoutError, u3.TimeoutError)
+
+#: First match wins. Order matters: ``NewConnectionError`` subclasses
+#: ``ConnectTimeoutError`` in urllib3, and ``ConnectTimeout`` is a ``ConnectionError``.
+RULES: Tuple[Tuple[Callable[[BaseException], bool], Verdict], ...] = (
+    # A pooled connection was not free in time (urllib3 raises it bare).
+    (_any(u3.EmptyPoolError), Verdict("pool timeout", False, _NEVER, False, (_POOL,))),
+    # A urllib3 Retry the caller mounted gave up on statuses: theirs, unchanged.
+    (_top(requests.exceptions.RetryError), Verdict("adapter retries exhausted", True, _NEVER, True, ())),
+    # A certificate problem will not fix itself and says nothing of the origin's health.
+    (_any(ssl.SSLCertVerificationError),
+     Verdict("certificate error", False, _NEVER, False, (_CONN,))),
+    (_top(requests.exceptions.SSLError), Verdict("TLS error", False, _ALWAYS, True, (_CONN,))),
+    (_top(requests.exceptions.ProxyError), Verdict("proxy error", False, _ALWAYS, True, (_CONN,))),
+    (_top(requests.ConnectTimeout), Verdict("connect timeout", False, _ALWAYS, True, (_TIME, _CONN))),
+    (_any(u3.NameResolutionError), Verdict("name resolution failed", False, _ALWAYS, True, (_CONN,))),
+    (_any(u3.NewConnectionError), Verdict("connection refused", False, _ALWAYS, True, (_CONN,))),
+    (_any(u3.ConnectTimeoutError), Verdict("connect timeout", False, _ALWAYS, True, (_TIME, _CONN))),
+    # Read timeouts: waiting for the status line, or while the body downloads.
+    (_both(_top(requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError),
+           _any(u3.ReadTimeoutError)),
+     Verdict("read timeout", True, _IDEM, True, (_TIME,))),
+    # A socket timeout while sending: ProtocolError(..., TimeoutError).
+    (_both(_top(requests.ConnectionError), _any(*_SOCKET_TIMEOUT)),
+     Verdict("send timeout", True, _IDEM, True, (_TIME,))),
+    (_top(requests.exceptions.ChunkedEncodingError), Verdict("body cut short", True, _IDEM, True, (_CONN,))),
+    # Reset or closed after (part of) the request went out.
+    (_top(requests.ConnectionError), Verdict("connection dropped", True, _IDEM, True, (_CONN,))),
+    (_top(requests.Timeout), Verdict("timeout", True, _IDEM, True, (_TIME,))),
+)
+
+#: Anything not in the table (invalid URL, a caller's hook raising, ...): re-raised as is.
+PASS_THROUGH = Verdict("not a transport failure", False, _NEVER, False, ())
+
+
+def classify(exc: BaseException) -> Verdict:
+    """The verdict of the first rule in :data:`RULES` that matches ``exc``."""
+    for match, verdict in RULES:
+        if match(exc):
+            return verdict
+    return PASS_THROUGH
+
+
+def to_raise(exc: BaseException, verdict: Optional[Verdict] = None) -> BaseException:
+    """What the caller sees for ``exc``: a mapped error, or ``exc`` itself."""
+    verdict = verdict or classify(exc)
+    if not verdict.raise_as:
+        return exc
+    return ours.mapped(verdict.raise_as, exc)

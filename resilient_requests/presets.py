@@ -1,0 +1,89 @@
+"""Named configurations for common situations.
+
+| preset            | connect/read/write/pool s | attempts, min/max wait s, mult. | breaker | bulkhead |
+|-------------------|---------------------------|---------------------------------|---------|----------|
+| high_latency      | 30 / 120 / 60 / 15        | 5, 2 / 300, 2.0                 | 10, 120 | 20, 60   |
+| fast_microservice | 2 / 5 / 5 / 1             | 2, 0.5 / 10, 2.0                | 3, 10   | 100, 5   |
+| batch_processing  | 10 / 300 / 120 / 30       | 10, 5 / 600, 1.5                | 15, 180 | 5, 120   |
+"""
+from __future__ import annotations
+
+from typing import Callable, Dict, Optional
+
+from .config import (
+    BulkheadConfig,
+    CircuitBreakerConfig,
+    ClientConfig,
+    RetryConfig,
+    TimeoutConfig,
+)
+
+__all__ = [
+    "get_default_config",
+    "get_high_latency_config",
+    "get_fast_microservice_config",
+    "get_batch_processing_config",
+    "preset",
+    "PRESET_NAMES",
+]
+
+
+def get_default_config(base_url: Optional[str] = None) -> ClientConfig:
+    """The library's defaults."""
+    return ClientConfig(base_url=base_url)
+
+
+def get_high_latency_config(base_url: Optional[str] = None) -> ClientConfig:
+    """Slow, distant links (satellite, intercontinental, overloaded partners):
+    long timeouts, patient retries, few concurrent calls."""
+    return ClientConfig(
+        base_url=base_url,
+        timeout=TimeoutConfig(connect=30.0, read=120.0, write=60.0, pool=15.0),
+        retry=RetryConfig(max_attempts=5, min_wait=2.0, max_wait=300.0, multiplier=2.0),
+        circuit_breaker=CircuitBreakerConfig(failure_threshold=10, recovery_timeout=120.0),
+        bulkhead=BulkheadConfig(max_concurrency=20, acquisition_timeout=60.0),
+    )
+
+
+def get_fast_microservice_config(base_url: Optional[str] = None) -> ClientConfig:
+    """Internal services on a fast network: fail fast, retry once, many threads."""
+    return ClientConfig(
+        base_url=base_url,
+        timeout=TimeoutConfig(connect=2.0, read=5.0, write=5.0, pool=1.0),
+        retry=RetryConfig(max_attempts=2, min_wait=0.5, max_wait=10.0, multiplier=2.0),
+        circuit_breaker=CircuitBreakerConfig(failure_threshold=3, recovery_timeout=10.0),
+        bulkhead=BulkheadConfig(max_concurrency=100, acquisition_timeout=5.0),
+    )
+
+
+def get_batch_processing_config(base_url: Optional[str] = None) -> ClientConfig:
+    """Long-running batch jobs: very patient, gentle on the upstream."""
+    return ClientConfig(
+        base_url=base_url,
+        timeout=TimeoutConfig(connect=10.0, read=300.0, write=120.0, pool=30.0),
+        retry=RetryConfig(max_attempts=10, min_wait=5.0, max_wait=600.0, multiplier=1.5),
+        circuit_breaker=CircuitBreakerConfig(failure_threshold=15, recovery_timeout=180.0),
+        bulkhead=BulkheadConfig(max_concurrency=5, acquisition_timeout=120.0),
+    )
+
+
+_PRESETS: Dict[str, Callable[[Optional[str]], ClientConfig]] = {
+    "default": get_default_config,
+    "high_latency": get_high_latency_config,
+    "fast_microservice": get_fast_microservice_config,
+    "batch_processing": get_batch_processing_config,
+}
+
+#: The names :func:`preset` accepts.
+PRESET_NAMES = tuple(_PRESETS)
+
+
+def preset(name: str, base_url: Optional[str] = None) -> ClientConfig:
+    """The configuration called ``name``; ``ValueError`` lists the valid names."""
+    try:
+        factory = _PRESETS[name]
+    except (KeyError, TypeError):
+        raise ValueError(
+            f"unknown preset {name!r}; valid presets: {', '.join(PRESET_NAMES)}"
+        ) from None
+    return factory(base_url)

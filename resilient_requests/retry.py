@@ -1,0 +1,125 @@
+"""The retry loop: one ``backoff.on_predicate`` decorator, built once per session.
+
+Each attempt returns an :class:`Outcome` instead of raising, so one predicate
+(``outcome.retry``) decides whether to go again, and ``backoff`` owns the
+counting, the waiting and the give-up. The waits come from :func:`waits`, a
+``backoff`` wait generator built on ``backoff.expo`` and ``backoff.full_jitter``.
+
+We pass ``jitter=None`` to ``backoff`` and jitter inside :func:`waits` instead:
+``backoff`` would otherwise jitter every value the generator yields, including a
+server's ``Retry-After``, which must be honoured as sent (capped at ``max_wait``).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Dict, Generator, Optional
+
+import backoff
+import requests
+from urllib3.util.retry import Retry
+
+from .config import RetryConfig
+from .errors import Verdict
+
+__all__ = ["Outcome", "RetryLoop", "waits", "retry_after_seconds"]
+
+#: Statuses whose Retry-After we honour.
+RETRY_AFTER_STATUSES = frozenset({429, 503})
+
+_PARSER = Retry(0)  # only for parse_retry_after (seconds or an HTTP-date)
+
+
+@dataclass
+class Outcome:
+    """What one attempt produced, and whether to try again."""
+
+    response: Optional[requests.Response] = None
+    error: Optional[BaseException] = None  # the original exception
+    verdict: Optional[Verdict] = None  # the classification of ``error``
+    retry: bool = False
+    retry_after: Optional[float] = None  # seconds the server asked us to wait
+
+    @property
+    def reason(self) -> str:
+        """A short description for logs: the status or the kind of failure."""
+        if self.response is not None:
+            return f"{self.response.status_code} {self.response.reason}"
+        if self.verdict is not None:
+            return f"{self.verdict.name} ({type(self.error).__name__})"
+        return "unknown"
+
+
+def retry_after_seconds(response: requests.Response) -> Optional[float]:
+    """The response's ``Retry-After`` in seconds (429/503 only), or ``None``."""
+    if response.status_code not in RETRY_AFTER_STATUSES:
+        return None
+    value = response.headers.get("Retry-After")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(_PARSER.parse_retry_after(value)))
+    except Exception:  # an unparseable header is ignored, as urllib3 would
+        return None
+
+
+def waits(
+    min_wait: float, max_wait: float, multiplier: float, full_jitter: bool,
+) -> Generator[Optional[float], Optional[Outcome], None]:
+    """A backoff wait generator: ``min_wait * multiplier**(n-1)`` capped at
+    ``max_wait``, fully jittered if asked; a ``Retry-After`` replaces it."""
+    expo = backoff.expo(base=multiplier, factor=min_wait, max_value=max_wait)
+    next(expo)  # backoff's generators start with a bare yield
+    outcome = yield None  # backoff primes us with send(None)
+    while True:
+        computed = next(expo)
+        if outcome is not None and outcome.retry_after is not None:
+            wait = min(outcome.retry_after, max_wait)
+        else:
+            wait = backoff.full_jitter(computed) if full_jitter else computed
+        outcome = yield wait
+
+
+def _try_again(outcome: Outcome) -> bool:
+    return outcome.retry
+
+
+def _run_attempt(call: "Attempts") -> Outcome:
+    return call.attempt()
+
+
+def _before_wait(details: Dict[str, Any]) -> None:
+    details["args"][0].before_wait(details["tries"], details["wait"], details["value"])
+
+
+class Attempts:
+    """What the loop drives: one attempt at a time, told before each wait."""
+
+    def attempt(self) -> Outcome:  # pragma: no cover - interface
+        """Make one attempt."""
+        raise NotImplementedError
+
+    def before_wait(self, tries: int, wait: float, outcome: Outcome) -> None:  # pragma: no cover
+        """Called after attempt ``tries`` failed, before sleeping ``wait`` seconds."""
+
+
+class RetryLoop:
+    """Runs attempts until one needs no retry or ``max_attempts`` is reached."""
+
+    def __init__(self, config: RetryConfig) -> None:
+        self.config = config
+        self._loop = backoff.on_predicate(
+            waits,
+            _try_again,
+            max_tries=config.max_attempts,
+            jitter=None,
+            logger=None,
+            on_backoff=_before_wait,
+            min_wait=config.min_wait,
+            max_wait=config.max_wait,
+            multiplier=config.multiplier,
+            full_jitter=config.jitter,
+        )(_run_attempt)
+
+    def run(self, call: Attempts) -> Outcome:
+        """Drive ``call`` to its last outcome."""
+        return self._loop(call)  # type: ignore[no-any-return]

@@ -1,0 +1,123 @@
+"""The adapter: requests' ``HTTPAdapter`` with pools sized to the bulkhead, a
+bounded wait for a pooled connection, a send timeout, and a urllib3 ``Retry``
+pinned so it never retries behind the retry loop's back.
+
+requests never passes urllib3's ``pool_timeout``, so with ``pool_block=True`` a
+thread would wait forever for a connection, and with ``pool_block=False`` more
+threads than pool slots see "Connection pool is full, discarding connection".
+Here the pools hold at least ``max_concurrency`` connections and block, and the
+pool class supplies ``TimeoutConfig.pool`` as the default wait; running out of
+it raises urllib3's ``EmptyPoolError``, which :mod:`.errors` turns into
+``PoolTimeoutError``.
+
+urllib3 sends the request with the *connect* timeout on the socket; the
+connection classes here switch it to ``TimeoutConfig.write`` once connected,
+until urllib3 sets the read timeout for the response. Both apply to direct
+connections; connections through a proxy keep urllib3's behaviour.
+"""
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from requests.adapters import HTTPAdapter
+from urllib3 import HTTPConnectionPool, HTTPSConnectionPool, PoolManager
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.util.retry import Retry
+
+from .config import BulkheadConfig, TimeoutConfig
+
+__all__ = ["ResilientAdapter", "ADAPTER_RETRY"]
+
+#: The adapter's urllib3 Retry: connection-level only, and zero of those. The
+#: retry loop owns every retry so that each attempt is logged, recorded by the
+#: breaker and jittered in one place. ``respect_retry_after_header=False`` and
+#: ``status=0`` close urllib3's trap of retrying 413/429/503 with Retry-After
+#: whenever ``total`` is truthy; ``read=False`` re-raises read errors as they are.
+ADAPTER_RETRY = Retry(
+    total=0, connect=0, read=False, status=0, other=0, redirect=False,
+    raise_on_status=False, respect_retry_after_header=False,
+)
+
+
+class _SendTimeoutMixin:
+    """Puts ``write_timeout`` on the socket while the request is sent."""
+
+    sock: Any
+    timeout: Any
+
+    def __init__(self, *args: Any, write_timeout: Optional[float] = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.write_timeout = write_timeout
+
+    def request(self, *args: Any, **kwargs: Any) -> None:
+        if self.write_timeout is None:
+            return super().request(*args, **kwargs)  # type: ignore[misc, no-any-return]
+        if self.sock is None:
+            self.connect()  # type: ignore[attr-defined]  # with the connect timeout
+        # urllib3 calls sock.settimeout(self.timeout) for a connected socket
+        # and replaces self.timeout with the read timeout after the send.
+        self.timeout = self.write_timeout
+        return super().request(*args, **kwargs)  # type: ignore[misc, no-any-return]
+
+
+class _HTTPConnection(_SendTimeoutMixin, HTTPConnection):
+    pass
+
+
+class _HTTPSConnection(_SendTimeoutMixin, HTTPSConnection):
+    pass
+
+
+class _PoolTimeoutMixin:
+    """Makes ``pool_timeout`` the default wait for a free connection."""
+
+    pool_timeout: Optional[float] = None
+
+    def _get_conn(self, timeout: Optional[float] = None) -> Any:
+        return super()._get_conn(self.pool_timeout if timeout is None else timeout)  # type: ignore[misc]
+
+
+class _HTTPPool(_PoolTimeoutMixin, HTTPConnectionPool):
+    ConnectionCls = _HTTPConnection
+
+
+class _HTTPSPool(_PoolTimeoutMixin, HTTPSConnectionPool):
+    ConnectionCls = _HTTPSConnection
+
+
+class _PoolManager(PoolManager):
+    def __init__(self, *args: Any, pool_timeout: float, write_timeout: float, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.pool_classes_by_scheme = {"http": _HTTPPool, "https": _HTTPSPool}
+        self._pool_timeout = pool_timeout
+        self._write_timeout = write_timeout
+
+    def _new_pool(self, scheme: str, host: str, port: int, request_context: Any = None) -> Any:
+        # PoolKey has a fixed set of fields, so per-manager settings cannot
+        # travel in connection_pool_kw; _new_pool is urllib3's documented hook.
+        pool = super()._new_pool(scheme, host, port, request_context)
+        pool.pool_timeout = self._pool_timeout
+        pool.conn_kw = {**pool.conn_kw, "write_timeout": self._write_timeout}
+        return pool
+
+
+class ResilientAdapter(HTTPAdapter):
+    """An ``HTTPAdapter`` whose pools fit the bulkhead and whose waits are bounded."""
+
+    __attrs__ = HTTPAdapter.__attrs__ + ["pool_timeout", "write_timeout"]
+
+    def __init__(self, timeout: TimeoutConfig, bulkhead: BulkheadConfig) -> None:
+        self.pool_timeout = timeout.pool
+        self.write_timeout = timeout.write
+        size = max(bulkhead.max_concurrency, 10)
+        super().__init__(pool_connections=10, pool_maxsize=size, max_retries=ADAPTER_RETRY, pool_block=True)
+
+    def init_poolmanager(self, connections: int, maxsize: int, block: bool = True, **pool_kwargs: Any) -> None:
+        """Like requests', with our pool classes."""
+        self._pool_connections = connections
+        self._pool_maxsize = maxsize
+        self._pool_block = block
+        self.poolmanager = _PoolManager(
+            num_pools=connections, maxsize=maxsize, block=block,
+            pool_timeout=self.pool_timeout, write_timeout=self.write_timeout, **pool_kwargs,
+        )
