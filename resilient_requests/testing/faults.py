@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 import json
+import threading
 from dataclasses import dataclass, field
 from typing import Dict, Optional, Union
 
-__all__ = ["Fault", "Reply", "ok", "status", "redirect", "Echo", "Reset", "Truncate", "Trickle", "Hang"]
+__all__ = ["Fault", "Reply", "ok", "status", "redirect", "Echo", "Reset", "Truncate", "Trickle", "Hang", "Hold", "FAULT_TYPES"]
 
 
 @dataclass(frozen=True)
@@ -74,9 +75,22 @@ class Trickle:
 @dataclass(frozen=True)
 class Hang:
     """Never reply: hold the connection until the client closes it, the server
-    stops, or ``limit`` seconds pass."""
+    stops, or ``limit`` seconds pass. With ``read_body=False`` the request body
+    is left unread, so a large upload stalls in the client's send."""
 
     limit: float = 60.0
+    read_body: bool = True
 
 
-Fault = Union[Reply, Echo, Reset, Truncate, Trickle, Hang]
+@dataclass(frozen=True, eq=False)
+class Hold:
+    """Hold the request until ``release`` is set (or ``limit`` seconds pass),
+    then reply with ``then``: lets a test decide when in-flight requests end."""
+
+    release: threading.Event
+    then: Reply = field(default_factory=Reply)
+    limit: float = 30.0
+
+
+Fault = Union[Reply, Echo, Reset, Truncate, Trickle, Hang, Hold]
+FAULT_TYPES = (Reply, Echo, Reset, Truncate, Trickle, Hang, Hold)

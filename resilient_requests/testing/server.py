@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Dict, List, Optional, Set, Tuple
 
-from .faults import Echo, Fault, Hang, Reply, Reset, Trickle, Truncate
+from .faults import FAULT_TYPES, Echo, Fault, Hang, Hold, Reply, Reset, Trickle, Truncate
 
 __all__ = ["FaultServer", "SeenRequest", "refused_url"]
 
@@ -98,11 +98,13 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _handle(self) -> None:
         owner = self.server.owner
-        body = self._read_body()
         path, _, query = self.path.partition("?")
-        seen = SeenRequest(self.command, path, query, dict(self.headers.items()), body)
-        fault = owner._begin(seen)
+        fault = owner._begin(self.command, path)
         try:
+            unread = isinstance(fault, Hang) and not fault.read_body
+            body = b"" if unread else self._read_body()
+            seen = SeenRequest(self.command, path, query, dict(self.headers.items()), body)
+            owner._record(seen)
             self._play(fault, seen)
         finally:
             owner._end()
@@ -151,6 +153,12 @@ class _Handler(BaseHTTPRequestHandler):
                 except OSError:
                     break
             self.close_connection = True
+        elif isinstance(fault, Hold):
+            deadline = time.monotonic() + fault.limit
+            while not fault.release.wait(0.02):
+                if owner._stopped.is_set() or time.monotonic() > deadline:
+                    break
+            self._play(fault.then, seen)
         elif isinstance(fault, Hang):
             deadline = time.monotonic() + fault.limit
             self.connection.settimeout(0.05)
@@ -239,7 +247,7 @@ class FaultServer:
         if not faults:
             raise ValueError("route() needs at least one fault")
         for fault in faults:
-            if not isinstance(fault, (Reply, Echo, Reset, Truncate, Trickle, Hang)):
+            if not isinstance(fault, FAULT_TYPES):
                 raise TypeError(f"route() takes faults from resilient_requests.testing, got {fault!r}")
         with self._lock:
             self._routes[path] = _Route(tuple(faults))
@@ -278,15 +286,18 @@ class FaultServer:
             self._peak = self._in_flight
 
     # -- called by the handler --
-    def _begin(self, seen: SeenRequest) -> Fault:
+    def _begin(self, method: str, path: str) -> Fault:
         with self._lock:
-            key = (seen.method, seen.path)
+            key = (method, path)
             self._counts[key] = self._counts.get(key, 0) + 1
-            self._seen.append(seen)
             self._in_flight += 1
             self._peak = max(self._peak, self._in_flight)
-            route = self._routes.get(seen.path)
+            route = self._routes.get(path)
             return route.take() if route is not None else Reply()
+
+    def _record(self, seen: SeenRequest) -> None:
+        with self._lock:
+            self._seen.append(seen)
 
     def _end(self) -> None:
         with self._lock:

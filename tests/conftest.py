@@ -1,0 +1,51 @@
+"""Shared fixtures. The ``fault_server`` fixture comes from the package's own
+pytest plugin (resilient_requests.testing.pytest_plugin)."""
+from __future__ import annotations
+
+from typing import Any, Callable, Iterator, List
+
+import pytest
+
+from resilient_requests import (
+    BulkheadConfig,
+    CircuitBreakerConfig,
+    ClientConfig,
+    ResilientSession,
+    RetryConfig,
+    TimeoutConfig,
+)
+
+
+def fast_config(
+    *,
+    attempts: int = 3,
+    threshold: int = 5,
+    recovery: float = 30.0,
+    slots: int = 50,
+    acquire: float = 5.0,
+    read: float = 5.0,
+    **fields: Any,
+) -> ClientConfig:
+    """Defaults with millisecond waits, so retries do not slow the suite."""
+    return ClientConfig(
+        timeout=TimeoutConfig(connect=2.0, read=read, write=2.0, pool=2.0),
+        retry=RetryConfig(max_attempts=attempts, min_wait=0.001, max_wait=0.01),
+        circuit_breaker=CircuitBreakerConfig(failure_threshold=threshold, recovery_timeout=recovery),
+        bulkhead=BulkheadConfig(max_concurrency=slots, acquisition_timeout=acquire),
+        **fields,
+    )
+
+
+@pytest.fixture
+def make_session() -> Iterator[Callable[..., ResilientSession]]:
+    """Build sessions from ``fast_config(**kwargs)``; all are closed after the test."""
+    made: List[ResilientSession] = []
+
+    def make(config: Any = None, **kwargs: Any) -> ResilientSession:
+        session = ResilientSession(config if config is not None else fast_config(**kwargs))
+        made.append(session)
+        return session
+
+    yield make
+    for session in made:
+        session.close()

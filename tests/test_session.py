@@ -1,0 +1,207 @@
+"""ResilientSession stays a requests.Session: URLs, timeouts, adapters, cookies, redirects, pickling."""
+from __future__ import annotations
+
+import json
+import pickle
+import time
+
+import pytest
+import requests
+from requests.adapters import HTTPAdapter
+
+import resilient_requests as rr
+from resilient_requests.testing import Echo, Hang, Reply, ok, redirect, status
+from resilient_requests.transport import ResilientAdapter
+
+from .conftest import fast_config
+
+
+def test_is_a_requests_session_and_the_session_alias():
+    """ResilientSession subclasses requests.Session; rr.Session is the same class."""
+    assert issubclass(rr.ResilientSession, requests.Session)
+    assert rr.Session is rr.ResilientSession
+    with rr.Session() as session:
+        assert isinstance(session.get_adapter("http://127.0.0.1/"), ResilientAdapter)
+
+
+@pytest.mark.parametrize(
+    ("base", "url", "expected"),
+    [
+        ("http://h/api", "/users/1", "http://h/api/users/1"),
+        ("http://h/api/", "/users/1", "http://h/api/users/1"),
+        ("http://h/api", "users/1", "http://h/api/users/1"),
+        ("http://h/api", "", "http://h/api"),
+        ("http://h/api", "?q=1", "http://h/api?q=1"),
+        ("http://h/api", "http://other/x", "http://other/x"),
+        ("http://h/api", "HTTPS://other/x", "HTTPS://other/x"),
+    ],
+)
+def test_relative_urls_join_base_url_keeping_its_path(base, url, expected):
+    """A relative URL is appended to base_url's path; an absolute one is used as given."""
+    with rr.ResilientSession(rr.ClientConfig(base_url=base)) as session:
+        assert session.absolute_url(url) == expected
+
+
+def test_base_url_is_used_for_requests(fault_server, make_session):
+    """session.get('/users/1') with base_url .../api reaches /api/users/1."""
+    session = make_session(base_url=fault_server.url("/api"))
+    assert session.get("/users/1").status_code == 200
+    assert fault_server.hits("/api/users/1") == 1
+
+
+def test_config_timeouts_apply_when_the_caller_gives_none(fault_server, make_session):
+    """Without timeout= (or with timeout=None) the config's read timeout ends a hung call."""
+    fault_server.route("/hang", Hang(limit=5))
+    session = make_session(attempts=1, read=0.1)
+    for kwargs in ({}, {"timeout": None}):
+        started = time.monotonic()
+        with pytest.raises(rr.TimeoutError):
+            session.get(fault_server.url("/hang"), **kwargs)
+        assert time.monotonic() - started < 4  # generous: the hang lasts 5 s
+
+
+def test_caller_timeout_wins_for_that_call(fault_server, make_session):
+    """A caller's timeout= replaces the config's for that call only."""
+    fault_server.route("/slow", ok(delay=0.3))
+    session = make_session(attempts=1, read=0.05)
+    assert session.get(fault_server.url("/slow"), timeout=5).status_code == 200
+    with pytest.raises(rr.TimeoutError):
+        session.get(fault_server.url("/slow"))
+
+
+def test_write_timeout_bounds_sending_the_body(fault_server):
+    """A server that never reads the body stalls the upload; timeout.write ends it, not timeout.connect."""
+    fault_server.route("/upload", Hang(limit=20, read_body=False))
+    config = fast_config(attempts=1)
+    config.timeout = rr.TimeoutConfig(connect=30.0, read=30.0, write=0.3, pool=1.0)
+    started = time.monotonic()
+    with rr.ResilientSession(config) as session, pytest.raises(rr.TimeoutError):
+        session.post(fault_server.url("/upload"), data=b"x" * (64 * 1024 * 1024))
+    assert time.monotonic() - started < 15  # generous; without the write timeout: 30 s
+
+
+def test_mounted_adapter_is_returned_as_is_and_still_guarded(fault_server, make_session):
+    """get_adapter returns the very adapter mounted, and its sends still go through retries."""
+
+    class CountingAdapter(HTTPAdapter):
+        sends = 0
+
+        def send(self, request, **kwargs):
+            CountingAdapter.sends += 1
+            return super().send(request, **kwargs)
+
+    session = make_session()
+    adapter = CountingAdapter()
+    session.mount(fault_server.url("/"), adapter)
+    assert session.get_adapter(fault_server.url("/x")) is adapter
+    fault_server.route("/x", status(503), ok())
+    assert session.get(fault_server.url("/x")).status_code == 200
+    assert CountingAdapter.sends == 2
+
+
+def test_cookies_persist_within_a_session(fault_server, make_session):
+    """A cookie the server sets is sent back on the session's next call."""
+    fault_server.route("/login", Reply(200, b"in", {"Set-Cookie": "sid=42; Path=/"}))
+    fault_server.route("/me", Echo())
+    session = make_session()
+    session.get(fault_server.url("/login"))
+    assert session.get(fault_server.url("/me")).json()["headers"]["Cookie"] == "sid=42"
+
+
+def test_auth_and_session_headers_are_sent(fault_server, make_session):
+    """Basic auth and session headers reach the server, plus a configured User-Agent."""
+    fault_server.route("/me", Echo())
+    session = make_session(user_agent="legacy-batch/1.0")
+    session.headers["X-Team"] = "core"
+    headers = session.get(fault_server.url("/me"), auth=("alice", "pw")).json()["headers"]
+    assert headers["Authorization"].startswith("Basic ")
+    assert headers["X-Team"] == "core" and headers["User-Agent"] == "legacy-batch/1.0"
+
+
+def test_redirects_are_followed_and_follow_redirects_false_is_honoured(fault_server, make_session):
+    """Redirects are followed by default; with follow_redirects=False the 302 is returned unless asked."""
+    fault_server.route("/old", redirect("/new"))
+    fault_server.route("/new", ok("new"))
+    followed = make_session().get(fault_server.url("/old"))
+    assert followed.text == "new" and [r.status_code for r in followed.history] == [302]
+    session = make_session(follow_redirects=False)
+    assert session.get(fault_server.url("/old")).status_code == 302
+    assert session.request("GET", fault_server.url("/old")).status_code == 302
+    assert session.get(fault_server.url("/old"), allow_redirects=True).text == "new"
+
+
+def test_redirect_hops_each_get_retries_and_share_one_slot(fault_server, make_session):
+    """A redirect target answering 503 once is retried; the whole chain runs in one bulkhead slot."""
+    fault_server.route("/old", redirect("/new"))
+    fault_server.route("/new", status(503), ok("new"))
+    session = make_session(slots=1, acquire=0.0)
+    assert session.get(fault_server.url("/old")).text == "new"
+    assert (fault_server.hits("/old"), fault_server.hits("/new")) == (1, 2)
+
+
+def test_stream_true_iterates_the_body(fault_server, make_session):
+    """stream=True hands back an unread body that iter_content reads."""
+    fault_server.route("/big", ok(b"a" * 100_000))
+    with make_session().get(fault_server.url("/big"), stream=True) as response:
+        assert response.raw.tell() == 0
+        assert sum(len(chunk) for chunk in response.iter_content(8192)) == 100_000
+
+
+def test_pickled_session_keeps_config_and_works(fault_server):
+    """A session survives pickling with its config, adapters and cookies; breakers start fresh."""
+    config = fast_config(base_url=fault_server.url("/api"))
+    with rr.ResilientSession(config) as original:
+        original.cookies.set("k", "v")
+        copy = pickle.loads(pickle.dumps(original))
+    with copy:
+        assert copy.config == config
+        assert isinstance(copy.get_adapter(fault_server.url("/")), ResilientAdapter)
+        assert copy.cookies.get("k") == "v"
+        assert copy.get("/x").status_code == 200
+    assert fault_server.hits("/api/x") == 1
+
+
+def test_close_releases_the_pools(fault_server):
+    """Leaving the context manager closes every pooled connection."""
+    with rr.ResilientSession(fast_config()) as session:
+        session.get(fault_server.url("/"))
+        adapter = session.get_adapter(fault_server.url("/"))
+        assert len(adapter.poolmanager.pools) == 1
+    assert len(adapter.poolmanager.pools) == 0
+
+
+def test_create_resilient_client_yields_and_closes(fault_server):
+    """create_resilient_client yields a working session and closes it on exit."""
+    with rr.create_resilient_client(fast_config()) as session:
+        assert isinstance(session, rr.ResilientSession)
+        assert session.get(fault_server.url("/")).ok
+        adapter = session.get_adapter(fault_server.url("/"))
+    assert len(adapter.poolmanager.pools) == 0
+
+
+def test_verify_ssl_false_turns_verification_off():
+    """verify_ssl=False sets requests' own verify flag."""
+    with rr.ResilientSession(rr.ClientConfig(verify_ssl=False)) as session:
+        assert session.verify is False
+
+
+def test_describe_lists_the_layers_outermost_first():
+    """The layer order is bulkhead, retry, circuit breaker, adapter."""
+    with rr.ResilientSession() as session:
+        assert [layer["layer"] for layer in session.describe()["layers"]] == [
+            "bulkhead", "retry", "circuit_breaker", "adapter",
+        ]
+
+
+def test_session_rejects_a_config_of_the_wrong_type():
+    """Passing something other than a ClientConfig names the problem."""
+    with pytest.raises(TypeError, match="ClientConfig"):
+        rr.ResilientSession({"retry": 3})  # type: ignore[arg-type]
+
+
+def test_json_body_and_params_round_trip(fault_server, make_session):
+    """json= and params= behave as in requests."""
+    fault_server.route("/echo", Echo())
+    seen = make_session().post(fault_server.url("/echo"), json={"a": 1}, params={"q": "x"}).json()
+    assert json.loads(seen["body"]) == {"a": 1}
+    assert fault_server.requests[-1].query == "q=x"
