@@ -64,8 +64,17 @@ def test_acquisition_waits_up_to_its_timeout(fault_server, make_session):
     assert fault_server.peak_in_flight == 1
 
 
-@pytest.mark.parametrize("failure", ["refused", "circuit_open", "hook", "invalid_url", "timeout"])
-def test_slot_is_given_back_whatever_the_call_raises(fault_server, make_session, failure):
+@pytest.mark.parametrize(
+    ("failure", "raised"),
+    [
+        ("refused", rr.ConnectionError),
+        ("circuit_open", rr.CircuitOpenError),
+        ("hook", ZeroDivisionError),
+        ("invalid_url", requests.exceptions.InvalidURL),
+        ("timeout", rr.TimeoutError),
+    ],
+)
+def test_slot_is_given_back_whatever_the_call_raises(fault_server, make_session, failure, raised):
     """After any kind of failure the single slot is free again."""
     threshold = 1 if failure == "circuit_open" else 5
     session = make_session(slots=1, acquire=0.0, attempts=1, threshold=threshold, read=0.1)
@@ -82,7 +91,7 @@ def test_slot_is_given_back_whatever_the_call_raises(fault_server, make_session,
         with pytest.raises(rr.ConnectionError):
             session.get(url)
         calls["circuit_open"] = lambda: session.get(url)
-    with pytest.raises(Exception):
+    with pytest.raises(raised):
         calls[failure]()
     assert session._pipeline.bulkhead.in_use == 0
     assert session.get(fault_server.url("/")).status_code == 200
