@@ -65,11 +65,11 @@ def causes(exc: BaseException) -> Iterator[BaseException]:
     """``exc`` and what it wraps: requests' first argument, ``MaxRetryError.reason``,
     ``ProtocolError``'s second argument, ``__cause__`` and ``__context__``."""
     seen = set()
-    stack = [exc]
+    stack: list = [exc]
     while stack:
         current = stack.pop()
-        if current is None or id(current) in seen:
-            continue
+        if not isinstance(current, BaseException) or id(current) in seen:
+            continue  # None, or a non-exception ``reason`` such as ssl's strings
         seen.add(id(current))
         yield current
         stack.extend(a for a in reversed(current.args) if isinstance(a, BaseException))
@@ -115,7 +115,8 @@ RULES: Tuple[Tuple[Callable[[BaseException], bool], Verdict], ...] = (
     # A certificate problem will not fix itself and says nothing of the origin's health.
     (_any(ssl.SSLCertVerificationError),
      Verdict("certificate error", False, _NEVER, False, (_CONN,))),
-    (_top(requests.exceptions.SSLError), Verdict("TLS error", False, _ALWAYS, True, (_CONN,))),
+    # Other TLS failures may strike mid-response, after the request went out.
+    (_top(requests.exceptions.SSLError), Verdict("TLS error", True, _IDEM, True, (_CONN,))),
     (_top(requests.exceptions.ProxyError), Verdict("proxy error", False, _ALWAYS, True, (_CONN,))),
     (_top(requests.ConnectTimeout), Verdict("connect timeout", False, _ALWAYS, True, (_TIME, _CONN))),
     (_any(u3.NameResolutionError), Verdict("name resolution failed", False, _ALWAYS, True, (_CONN,))),

@@ -205,3 +205,17 @@ def test_json_body_and_params_round_trip(fault_server, make_session):
     seen = make_session().post(fault_server.url("/echo"), json={"a": 1}, params={"q": "x"}).json()
     assert json.loads(seen["body"]) == {"a": 1}
     assert fault_server.requests[-1].query == "q=x"
+
+
+def test_retry_error_from_a_callers_own_adapter_passes_through(fault_server, make_session):
+    """A caller-mounted adapter whose urllib3 Retry gives up raises requests' RetryError unchanged."""
+    from urllib3.util.retry import Retry
+
+    fault_server.route("/x", status(503))
+    session = make_session(attempts=1)
+    retries = Retry(total=1, status_forcelist=[503], backoff_factor=0, respect_retry_after_header=False)
+    session.mount(fault_server.url("/"), HTTPAdapter(max_retries=retries))
+    with pytest.raises(requests.exceptions.RetryError) as got:
+        session.get(fault_server.url("/x"))
+    assert type(got.value) is requests.exceptions.RetryError
+    assert fault_server.hits("/x") == 2

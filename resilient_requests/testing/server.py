@@ -17,6 +17,7 @@ of requests in flight at once.
 from __future__ import annotations
 
 import socket
+import ssl
 import struct
 import threading
 import time
@@ -178,7 +179,9 @@ class _Handler(BaseHTTPRequestHandler):
 class FaultServer:
     """A threaded HTTP server on 127.0.0.1 with scripted faults; a context manager."""
 
-    def __init__(self) -> None:
+    def __init__(self, ssl_context: Optional["ssl.SSLContext"] = None) -> None:
+        """``ssl_context``: a server-side context to serve HTTPS instead of HTTP."""
+        self._ssl_context = ssl_context
         self._lock = threading.Lock()
         self._routes: Dict[str, _Route] = {}
         self._counts: Dict[Tuple[str, str], int] = {}
@@ -194,6 +197,8 @@ class FaultServer:
     def start(self) -> "FaultServer":
         """Start serving in a background thread."""
         self._server = _HTTPServer(self)
+        if self._ssl_context is not None:
+            self._server.socket = self._ssl_context.wrap_socket(self._server.socket, server_side=True)
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
             name=f"FaultServer:{self.port}", daemon=True,
@@ -234,8 +239,9 @@ class FaultServer:
 
     @property
     def base_url(self) -> str:
-        """``http://127.0.0.1:PORT``."""
-        return f"http://127.0.0.1:{self.port}"
+        """``http://127.0.0.1:PORT`` (``https://`` with an SSL context)."""
+        scheme = "https" if self._ssl_context is not None else "http"
+        return f"{scheme}://127.0.0.1:{self.port}"
 
     def url(self, path: str = "/") -> str:
         """The absolute URL of ``path`` on this server."""
