@@ -60,6 +60,7 @@ from .exceptions import (
 )
 from .presets import (
     get_batch_processing_config,
+    get_default_config,
     get_fast_microservice_config,
     get_high_latency_config,
     preset,
@@ -78,7 +79,7 @@ __all__ = [
     "CircuitState", "ClientConfig", "ClientError", "ConnectionError", "LoggingConfig", "NotFoundError",
     "PoolTimeoutError", "ResilientSession", "RetryConfig", "ServerError", "Session", "TimeoutConfig",
     "TimeoutError", "configure", "create_resilient_client", "delete", "exceptions", "get",
-    "get_batch_processing_config", "get_fast_microservice_config", "get_high_latency_config", "head",
+    "get_batch_processing_config", "get_default_config", "get_fast_microservice_config", "get_high_latency_config", "head",
     "options", "patch", "post", "preset", "put", "request", "session",
     "codes", "Request", "Response", "PreparedRequest", "RequestException", "HTTPError", "Timeout",
     "ConnectTimeout", "ReadTimeout", "TooManyRedirects", "URLRequired", "JSONDecodeError",

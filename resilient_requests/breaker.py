@@ -18,16 +18,17 @@ every other caller still fails fast. Only public pybreaker names are used.
 from __future__ import annotations
 
 import enum
+import logging
 import threading
 from datetime import datetime, timezone
-from typing import Dict, Iterable, Optional, Sequence
+from typing import Any, Dict, Iterable, Optional, Sequence
 
 import pybreaker
 
 from .config import CircuitBreakerConfig
 from .exceptions import CircuitOpenError
 
-__all__ = ["CircuitState", "OriginBreaker", "BreakerRegistry"]
+__all__ = ["CircuitState", "OriginBreaker", "BreakerRegistry", "TransitionLog"]
 
 
 class CircuitState(str, enum.Enum):
@@ -151,16 +152,32 @@ class OriginBreaker:
         return self._seconds_left_open() > 0
 
 
+class TransitionLog(pybreaker.CircuitBreakerListener):
+    """Logs each state change once: opening at WARNING, the others at INFO."""
+
+    def __init__(self, logger: logging.Logger) -> None:
+        self._log = logger
+
+    def state_change(self, cb: pybreaker.CircuitBreaker, old_state: Any, new_state: Any) -> None:
+        old = old_state.name if old_state is not None else "none"
+        level = logging.WARNING if new_state.name == pybreaker.STATE_OPEN else logging.INFO
+        self._log.log(
+            level, "circuit %s -> %s for %s", old, new_state.name, cb.name,
+            extra={"origin": cb.name, "outcome": f"circuit_{new_state.name}"},
+        )
+
+
 class BreakerRegistry:
     """One :class:`OriginBreaker` per origin, made on first use, thread-safe."""
 
     def __init__(
         self,
         config: CircuitBreakerConfig,
+        logger: logging.Logger,
         listeners: Iterable[pybreaker.CircuitBreakerListener] = (),
     ) -> None:
         self._config = config
-        self._listeners = tuple(listeners)
+        self._listeners = (TransitionLog(logger), *listeners)
         self._breakers: Dict[str, OriginBreaker] = {}
         self._lock = threading.Lock()
 

@@ -70,7 +70,9 @@ def _statuses(obj: object, name: str) -> None:
         raise TypeError(f"{_where(obj, name)} must be a collection of status codes, got {value!r}")
     codes = frozenset(value)
     for code in codes:
-        if isinstance(code, bool) or not isinstance(code, int) or not 100 <= code <= 599:
+        if isinstance(code, bool) or not isinstance(code, int):
+            raise TypeError(f"{_where(obj, name)} must hold int status codes, got {code!r}")
+        if not 100 <= code <= 599:
             raise ValueError(f"{_where(obj, name)} holds {code!r}, not an HTTP status (100-599)")
     setattr(obj, name, codes)
 
@@ -181,7 +183,9 @@ class LoggingConfig:
             )
         self.level = self.level.upper()
         _flag(self, "include_request_id")
-        if not isinstance(self.logger_name, str) or not self.logger_name:
+        if not isinstance(self.logger_name, str):
+            raise TypeError(f"LoggingConfig.logger_name must be a str, got {self.logger_name!r}")
+        if not self.logger_name:
             raise ValueError(f"LoggingConfig.logger_name must be a non-empty str, got {self.logger_name!r}")
 
     @property

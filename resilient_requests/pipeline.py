@@ -20,7 +20,6 @@ import logging
 from typing import Any, Callable, Dict, List, Mapping, Optional
 from urllib.parse import urlsplit
 
-import pybreaker
 import requests
 from requests.adapters import BaseAdapter
 from requests.utils import rewind_body
@@ -66,21 +65,6 @@ def loggable_url(url: str) -> str:
     return f"{parts.scheme}://{host}{port}{parts.path}"
 
 
-class _StateLog(pybreaker.CircuitBreakerListener):
-    """Logs each breaker transition once."""
-
-    def __init__(self, logger: logging.Logger) -> None:
-        self._log = logger
-
-    def state_change(self, cb: pybreaker.CircuitBreaker, old_state: Any, new_state: Any) -> None:
-        old = old_state.name if old_state is not None else "none"
-        level = logging.WARNING if new_state.name == pybreaker.STATE_OPEN else logging.INFO
-        self._log.log(
-            level, "circuit %s -> %s for %s", old, new_state.name, cb.name,
-            extra={"origin": cb.name, "outcome": f"circuit_{new_state.name}"},
-        )
-
-
 class Pipeline:
     """The resilience layers of one session (or of the module-level API)."""
 
@@ -88,7 +72,7 @@ class Pipeline:
         self.config = config
         self.log = logger
         self.bulkhead = Bulkhead(config.bulkhead)
-        self.breakers = BreakerRegistry(config.circuit_breaker, [_StateLog(logger)])
+        self.breakers = BreakerRegistry(config.circuit_breaker, logger)
         self.retry = RetryLoop(config.retry)
         self.failure_statuses = config.circuit_breaker.failure_statuses
         self.retry_statuses = config.retry.retry_on_status
@@ -195,6 +179,8 @@ class _Hop(Attempts):
             raised = to_raise(error, outcome.verdict)
             if raised is error:
                 raise error
+            if getattr(raised, "request", None) is None:
+                raised.request = self.request  # requests leaves it unset for body-phase errors
             raise raised from error
         assert outcome.response is not None
         return outcome.response

@@ -71,6 +71,12 @@ class _HTTPServer(ThreadingHTTPServer):
 
     def shutdown_request(self, request: socket.socket) -> None:  # type: ignore[override]
         self.owner._untrack(request)
+        linger = request.getsockopt(socket.SOL_SOCKET, socket.SO_LINGER, 8)
+        if struct.unpack("ii", linger)[0]:
+            # A Reset fault: shutdown(SHUT_WR) would send a clean FIN first;
+            # a bare close() with a zero linger sends the RST.
+            request.close()
+            return
         super().shutdown_request(request)
 
 

@@ -1,0 +1,180 @@
+"""The configuration dataclasses: their defaults and the checks made when they are built."""
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from resilient_requests import (
+    BulkheadConfig,
+    CircuitBreakerConfig,
+    ClientConfig,
+    LoggingConfig,
+    RetryConfig,
+    TimeoutConfig,
+)
+
+NAN, INF = float("nan"), float("inf")
+
+TIMEOUT_DEFAULTS = {"connect": 10.0, "read": 30.0, "write": 15.0, "pool": 5.0}
+RETRY_DEFAULTS = {
+    "max_attempts": 3, "min_wait": 1.0, "max_wait": 60.0, "multiplier": 2.0, "jitter": True,
+    "retry_on_status": frozenset({429, 500, 502, 503, 504}),
+}
+BREAKER_DEFAULTS = {
+    "failure_threshold": 5, "recovery_timeout": 30.0,
+    "failure_statuses": frozenset({500, 502, 503, 504}),
+}
+BULKHEAD_DEFAULTS = {"max_concurrency": 50, "acquisition_timeout": 30.0}
+LOGGING_DEFAULTS = {
+    "level": "INFO", "include_request_id": True, "logger_name": "resilient_requests",
+}
+CLIENT_DEFAULTS = {
+    "base_url": None, "timeout": TIMEOUT_DEFAULTS, "retry": RETRY_DEFAULTS,
+    "circuit_breaker": BREAKER_DEFAULTS, "bulkhead": BULKHEAD_DEFAULTS, "logging": LOGGING_DEFAULTS,
+    "follow_redirects": True, "verify_ssl": True, "user_agent": None, "raise_for_status": False,
+}
+
+
+# -- defaults ----------------------------------------------------------------
+
+@pytest.mark.parametrize("cls, expected", [
+    (TimeoutConfig, TIMEOUT_DEFAULTS),
+    (RetryConfig, RETRY_DEFAULTS),
+    (CircuitBreakerConfig, BREAKER_DEFAULTS),
+    (BulkheadConfig, BULKHEAD_DEFAULTS),
+    (LoggingConfig, LOGGING_DEFAULTS),
+    (ClientConfig, CLIENT_DEFAULTS),
+], ids=lambda v: v.__name__ if isinstance(v, type) else None)
+def test_defaults(cls, expected):
+    """Each config built with no arguments has exactly the documented fields, values and types."""
+    actual = dataclasses.asdict(cls())
+    assert actual == expected
+    assert {k: type(v) for k, v in actual.items()} == {k: type(v) for k, v in expected.items()}
+
+
+def test_client_config_sections_are_not_shared():
+    """Two default ClientConfigs get their own section objects, not one shared default."""
+    a, b = ClientConfig(), ClientConfig()
+    for name in ("timeout", "retry", "circuit_breaker", "bulkhead", "logging"):
+        assert getattr(a, name) is not getattr(b, name)
+
+
+# -- accepted values ---------------------------------------------------------
+
+@pytest.mark.parametrize("cls, kwargs, field, expected", [
+    (BulkheadConfig, {"acquisition_timeout": 0}, "acquisition_timeout", 0.0),
+    (TimeoutConfig, {"connect": 1}, "connect", 1.0),
+    (TimeoutConfig, {"read": 0.001}, "read", 0.001),
+    (RetryConfig, {"min_wait": 0, "max_wait": 0}, "max_wait", 0.0),
+    (RetryConfig, {"multiplier": 1}, "multiplier", 1.0),
+    (RetryConfig, {"max_attempts": 1}, "max_attempts", 1),
+    (RetryConfig, {"retry_on_status": [503, 503, 429]}, "retry_on_status", frozenset({429, 503})),
+    (RetryConfig, {"retry_on_status": ()}, "retry_on_status", frozenset()),
+    (CircuitBreakerConfig, {"failure_threshold": 1}, "failure_threshold", 1),
+    (LoggingConfig, {"level": "debug"}, "level", "DEBUG"),
+    (ClientConfig, {"base_url": "HTTPS://api.example.com/v1"}, "base_url",
+     "HTTPS://api.example.com/v1"),
+    (ClientConfig, {"user_agent": "probe/1.0"}, "user_agent", "probe/1.0"),
+], ids=lambda v: v.__name__ if isinstance(v, type) else None)
+def test_accepted_values_are_normalised(cls, kwargs, field, expected):
+    """Edge values that mean something are accepted (numbers as float, statuses as frozenset)."""
+    value = getattr(cls(**kwargs), field)
+    assert value == expected
+    assert type(value) is type(expected)
+
+
+# -- rejected values ---------------------------------------------------------
+
+_BAD_SECONDS = [("1", TypeError), (None, TypeError), (True, TypeError), (-1, ValueError),
+                (NAN, ValueError), (INF, ValueError), (-INF, ValueError)]
+_BAD_COUNT = [(1.0, TypeError), ("3", TypeError), (None, TypeError), (True, TypeError),
+              (0, ValueError), (-1, ValueError)]
+_BAD_FLAG = [(1, TypeError), ("yes", TypeError), (None, TypeError)]
+_BAD_SECTION = [(None, TypeError), ("x", TypeError), ({"connect": 1}, TypeError)]
+
+
+def _rows(cls, field, bad):
+    return [(cls, field, value, error) for value, error in bad]
+
+
+INVALID = [
+    *[row for f in ("connect", "read", "write", "pool")
+      for row in _rows(TimeoutConfig, f, _BAD_SECONDS + [(0, ValueError), (0.0, ValueError)])],
+    *_rows(RetryConfig, "max_attempts", _BAD_COUNT),
+    *_rows(RetryConfig, "min_wait", _BAD_SECONDS),
+    *_rows(RetryConfig, "max_wait", _BAD_SECONDS),
+    *_rows(RetryConfig, "multiplier", _BAD_SECONDS + [(0, ValueError), (0.5, ValueError)]),
+    *_rows(RetryConfig, "jitter", _BAD_FLAG),
+    *_rows(CircuitBreakerConfig, "failure_threshold", _BAD_COUNT),
+    *_rows(CircuitBreakerConfig, "recovery_timeout", _BAD_SECONDS + [(0, ValueError)]),
+    *_rows(BulkheadConfig, "max_concurrency", _BAD_COUNT),
+    *_rows(BulkheadConfig, "acquisition_timeout", _BAD_SECONDS),
+    *_rows(LoggingConfig, "level", [(20, TypeError), (None, TypeError), ("LOUD", ValueError),
+                                    ("", ValueError)]),
+    *_rows(LoggingConfig, "include_request_id", _BAD_FLAG),
+    *_rows(LoggingConfig, "logger_name", [(123, TypeError), (None, TypeError), ("", ValueError)]),
+    *_rows(ClientConfig, "base_url", [(123, TypeError), (b"http://x", TypeError),
+                                      ("ftp://example.com", ValueError),
+                                      ("example.com", ValueError), ("", ValueError)]),
+    *[row for f in ("timeout", "retry", "circuit_breaker", "bulkhead", "logging")
+      for row in _rows(ClientConfig, f, _BAD_SECTION)],
+    (ClientConfig, "timeout", RetryConfig(), TypeError),
+    (ClientConfig, "retry", TimeoutConfig, TypeError),  # the class, not an instance
+    *[row for f in ("follow_redirects", "verify_ssl", "raise_for_status")
+      for row in _rows(ClientConfig, f, _BAD_FLAG)],
+    *_rows(ClientConfig, "user_agent", [(123, TypeError), (b"ua", TypeError)]),
+]
+
+
+@pytest.mark.parametrize("cls, field, value, error", INVALID,
+                         ids=[f"{c.__name__}.{f}={v!r}" for c, f, v, _ in INVALID])
+def test_invalid_field_raises_naming_class_field_and_value(cls, field, value, error):
+    """A bad field raises TypeError/ValueError naming Class.field and the value's repr."""
+    with pytest.raises(error) as info:
+        cls(**{field: value})
+    message = str(info.value)
+    assert f"{cls.__name__}.{field}" in message
+    assert repr(value) in message
+
+
+BAD_STATUSES = [
+    (RetryConfig, "retry_on_status", 500, 500, TypeError),
+    (RetryConfig, "retry_on_status", "500", "500", TypeError),
+    (RetryConfig, "retry_on_status", None, None, TypeError),
+    (RetryConfig, "retry_on_status", {600}, 600, ValueError),
+    (RetryConfig, "retry_on_status", {99}, 99, ValueError),
+    (RetryConfig, "retry_on_status", [503, -1], -1, ValueError),
+    (RetryConfig, "retry_on_status", {"500"}, "500", TypeError),
+    (RetryConfig, "retry_on_status", {True}, True, TypeError),
+    (CircuitBreakerConfig, "failure_statuses", 500, 500, TypeError),
+    (CircuitBreakerConfig, "failure_statuses", {600}, 600, ValueError),
+    (CircuitBreakerConfig, "failure_statuses", {"500"}, "500", TypeError),
+]
+
+
+@pytest.mark.parametrize("cls, field, value, member, error", BAD_STATUSES,
+                         ids=[f"{c.__name__}.{f}={v!r}" for c, f, v, _, _ in BAD_STATUSES])
+def test_invalid_status_set_raises_naming_the_bad_member(cls, field, value, member, error):
+    """A status set that is not a collection of int codes in 100-599 names the culprit."""
+    with pytest.raises(error) as info:
+        cls(**{field: value})
+    assert f"{cls.__name__}.{field}" in str(info.value)
+    assert repr(member) in str(info.value)
+
+
+def test_max_wait_below_min_wait_is_refused():
+    """RetryConfig refuses a max_wait smaller than min_wait, naming both values."""
+    with pytest.raises(ValueError) as info:
+        RetryConfig(min_wait=2.0, max_wait=1.5)
+    assert "RetryConfig.max_wait" in str(info.value)
+    assert repr(1.5) in str(info.value) and repr(2.0) in str(info.value)
+
+
+def test_replace_checks_the_changes():
+    """ClientConfig.replace returns a checked copy and leaves the original alone."""
+    original = ClientConfig()
+    changed = original.replace(raise_for_status=True)
+    assert changed.raise_for_status is True and original.raise_for_status is False
+    with pytest.raises(TypeError, match=r"ClientConfig\.retry"):
+        original.replace(retry=None)
