@@ -85,6 +85,26 @@ class OriginBreaker:
         elapsed = (datetime.now(timezone.utc) - opened_at).total_seconds()
         return max(0.0, self._breaker.reset_timeout - elapsed)
 
+    def check(self) -> None:
+        """Raise ``CircuitOpenError`` if an attempt would be refused now (no state change)."""
+        if self._storage.state == pybreaker.STATE_CLOSED:
+            return
+        with self._lock:
+            if self._storage.state == pybreaker.STATE_HALF_OPEN:
+                if self._trial_in_flight:
+                    raise self._refusal(0.0)
+            else:
+                left = self._seconds_left_open()
+                if left > 0:
+                    raise self._refusal(left)
+
+    def _refusal(self, left: float) -> CircuitOpenError:
+        if left > 0:
+            message = f"circuit open for {self.origin}; next trial in {left:.3f}s"
+        else:
+            message = f"circuit half-open for {self.origin}; a trial call is in flight"
+        return CircuitOpenError(message, origin=self.origin, retry_after=left)
+
     def admit(self) -> bool:
         """Let an attempt through, or raise ``CircuitOpenError`` without I/O.
 
@@ -99,18 +119,12 @@ class OriginBreaker:
             if state == pybreaker.STATE_OPEN:
                 left = self._seconds_left_open()
                 if left > 0:
-                    raise CircuitOpenError(
-                        f"circuit open for {self.origin}; next trial in {left:.3f}s",
-                        origin=self.origin, retry_after=left,
-                    )
+                    raise self._refusal(left)
                 self._breaker.half_open()
                 state = pybreaker.STATE_HALF_OPEN
             if state == pybreaker.STATE_HALF_OPEN:
                 if self._trial_in_flight:
-                    raise CircuitOpenError(
-                        f"circuit half-open for {self.origin}; a trial call is in flight",
-                        origin=self.origin, retry_after=0.0,
-                    )
+                    raise self._refusal(0.0)
                 self._trial_in_flight = True
                 return True
             return False

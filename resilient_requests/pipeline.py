@@ -17,7 +17,8 @@
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable, Dict, List, Mapping, Optional
+import uuid
+from typing import Any, Dict, List, Mapping, Optional
 from urllib.parse import urlsplit
 
 import requests
@@ -31,15 +32,30 @@ from .errors import RetryWhen, Verdict, classify, to_raise
 from .exceptions import CircuitOpenError
 from .retry import Attempts, Outcome, RetryLoop, retry_after_seconds
 
-__all__ = ["LAYERS", "Pipeline", "origin_of", "loggable_url"]
+__all__ = ["LAYERS", "Pipeline", "Call", "origin_of", "loggable_url"]
 
 LAYERS = ("bulkhead", "retry", "circuit_breaker", "adapter")
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
+_ORIGINS: Dict[str, str] = {}
+
+
 def origin_of(url: str) -> str:
     """``scheme://host:port`` of ``url``, the key of its circuit breaker."""
+    start = url.find("//")
+    slash = url.find("/", start + 2) if start >= 0 else -1
+    key = url[:slash] if slash > 0 else url
+    origin = _ORIGINS.get(key)
+    if origin is None:
+        if len(_ORIGINS) >= 1024:
+            _ORIGINS.clear()  # a crude bound; origins are few in practice
+        origin = _ORIGINS[key] = _parse_origin(key)
+    return origin
+
+
+def _parse_origin(url: str) -> str:
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
     try:
@@ -77,19 +93,32 @@ class Pipeline:
         self.failure_statuses = config.circuit_breaker.failure_statuses
         self.retry_statuses = config.retry.retry_on_status
 
-    def call(self, send: Callable[[], requests.Response]) -> requests.Response:
-        """Layer 1: run ``send`` (requests' own ``Session.send``) in a bulkhead slot."""
+    def start(self, url: str) -> "Call":
+        """Begin a call to ``url``: fail fast if its origin's breaker is open
+        (before requests prepares anything), then take a bulkhead slot (layer 1)."""
+        self.breakers.get(origin_of(url)).check()
         self.bulkhead.acquire()
-        try:
-            return send()
-        finally:
-            self.bulkhead.release()
+        return Call(self)
+
+    def finish(self, call: "Call") -> None:
+        """End a call: give its bulkhead slot back."""
+        self.bulkhead.release()
+
+
+class Call:
+    """One caller's call on one thread: what its hops share."""
+
+    __slots__ = ("pipeline", "request_id")
+
+    def __init__(self, pipeline: Pipeline) -> None:
+        self.pipeline = pipeline
+        self.request_id = uuid.uuid4().hex if pipeline.config.logging.include_request_id else None
 
     def hop(self, adapter: BaseAdapter, request: requests.PreparedRequest,
             kwargs: Mapping[str, Any]) -> requests.Response:
-        """Layers 2-4 for one request to one origin."""
-        attempts = _Hop(self, adapter, request, kwargs)
-        return attempts.finish(self.retry.run(attempts))
+        """Layers 2-4 for one request to one origin (the request, or a redirect)."""
+        attempts = _Hop(self.pipeline, adapter, request, kwargs)
+        return attempts.finish(self.pipeline.retry.run(attempts))
 
 
 class _Hop(Attempts):

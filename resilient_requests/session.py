@@ -14,8 +14,7 @@ import contextlib
 import logging
 import re
 import threading
-import uuid
-from typing import Any, Dict, Iterator, Mapping, Optional
+from typing import Any, Callable, Dict, Iterator, Mapping, Optional
 
 import requests
 from requests.adapters import BaseAdapter
@@ -23,7 +22,7 @@ from requests.adapters import BaseAdapter
 from .breaker import CircuitState
 from .config import ClientConfig
 from .exceptions import error_for_status
-from .pipeline import Pipeline, describe, origin_of
+from .pipeline import Call, Pipeline, describe, origin_of
 from .transport import ResilientAdapter
 
 __all__ = ["ResilientSession", "create_resilient_client"]
@@ -34,14 +33,14 @@ _HAS_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*:")
 class _GuardedAdapter:
     """The mounted adapter, seen through layers 2-4 of the pipeline."""
 
-    __slots__ = ("_adapter", "_pipeline")
+    __slots__ = ("_adapter", "_call")
 
-    def __init__(self, adapter: BaseAdapter, pipeline: Pipeline) -> None:
+    def __init__(self, adapter: BaseAdapter, call: Call) -> None:
         self._adapter = adapter
-        self._pipeline = pipeline
+        self._call = call
 
     def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
-        return self._pipeline.hop(self._adapter, request, kwargs)
+        return self._call.hop(self._adapter, request, kwargs)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._adapter, name)
@@ -88,6 +87,7 @@ class ResilientSession(requests.Session):
             self.mount("https://", ResilientAdapter(config.timeout, config.bulkhead))
             self.mount("http://", ResilientAdapter(config.timeout, config.bulkhead))
         self._local = threading.local()
+        self._default_timeout = (config.timeout.connect, config.timeout.read)
         self.verify = config.verify_ssl
         if config.user_agent is not None:
             self.headers["User-Agent"] = config.user_agent
@@ -97,43 +97,53 @@ class ResilientSession(requests.Session):
         super().__setstate__(state)
         self._pipeline = Pipeline(self.config, _logger_for(self.config))
         self._local = threading.local()
+        self._default_timeout = (self.config.timeout.connect, self.config.timeout.read)
 
     # -- the resilient call --
-    def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
-        """requests' ``send``, inside the bulkhead, with config timeouts and a request id."""
+    def _call(self, url: str, run: Callable[[], requests.Response]) -> requests.Response:
+        """Run ``run`` as one call: layer 1 and the fail-fast checks around it.
+
+        ``request()`` enters here before requests prepares anything, so an open
+        breaker or a full bulkhead costs no preparation; a direct ``send()`` enters
+        here too. Redirect hops and calls nested in hooks run inside the call
+        already on this thread.
+        """
         local = self._local
-        if getattr(local, "pipeline", None) is not None:
-            # A redirect hop (or a hook's nested call) inside a call on this
-            # thread: it already holds the bulkhead slot.
-            return super().send(request, **kwargs)
-        if kwargs.get("timeout") is None:
-            timeout = self.config.timeout
-            kwargs["timeout"] = (timeout.connect, timeout.read)
-        if self.config.logging.include_request_id and "X-Request-ID" not in request.headers:
-            request.headers["X-Request-ID"] = uuid.uuid4().hex
+        if getattr(local, "call", None) is not None:
+            return run()
         pipeline = self._pipeline
-
-        def send() -> requests.Response:
-            local.pipeline = pipeline
-            try:
-                return super(ResilientSession, self).send(request, **kwargs)
-            finally:
-                local.pipeline = None
-
-        response = pipeline.call(send)
+        call = pipeline.start(url)
+        local.call = call
+        try:
+            response = run()
+        finally:
+            local.call = None
+            pipeline.finish(call)
         if self.config.raise_for_status:
             error = error_for_status(response)
             if error is not None:
                 raise error
         return response
 
+    def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
+        """requests' ``send``, inside the call, with config timeouts and a request id."""
+        if kwargs.get("timeout") is None:
+            kwargs["timeout"] = self._default_timeout
+        return self._call(request.url or "", lambda: self._send_in_call(request, kwargs))
+
+    def _send_in_call(self, request: requests.PreparedRequest, kwargs: Dict[str, Any]) -> requests.Response:
+        request_id = self._local.call.request_id
+        if request_id is not None and "X-Request-ID" not in request.headers:
+            request.headers["X-Request-ID"] = request_id
+        return super().send(request, **kwargs)
+
     def get_adapter(self, url: str) -> BaseAdapter:
         """The mounted adapter for ``url`` (guarded while a call is running)."""
         adapter = super().get_adapter(url)
-        pipeline = getattr(self._local, "pipeline", None)
-        if pipeline is None:
+        call = getattr(self._local, "call", None)
+        if call is None:
             return adapter
-        return _GuardedAdapter(adapter, pipeline)  # type: ignore[return-value]
+        return _GuardedAdapter(adapter, call)  # type: ignore[return-value]
 
     # -- URLs and defaults --
     def absolute_url(self, url: Any) -> Any:
@@ -150,7 +160,11 @@ class ResilientSession(requests.Session):
         """``requests.Session.request``, with ``base_url`` and ``follow_redirects`` applied."""
         if len(args) < 8 and "allow_redirects" not in kwargs:  # 8th positional after url
             kwargs["allow_redirects"] = self.config.follow_redirects
-        return super().request(method, self.absolute_url(url), *args, **kwargs)
+        if isinstance(url, bytes):
+            url = url.decode("utf-8")
+        url = self.absolute_url(url if isinstance(url, str) else str(url))
+        parent = super()
+        return self._call(url, lambda: parent.request(method, url, *args, **kwargs))
 
     def get(self, url: Any, **kwargs: Any) -> requests.Response:  # type: ignore[override]
         """GET, following redirects as ``config.follow_redirects`` says unless told."""

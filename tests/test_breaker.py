@@ -205,3 +205,22 @@ def test_breaker_does_not_serialize_threads(fault_server, make_session):
 def test_circuit_state_values():
     """CircuitState members carry the documented string values."""
     assert [s.value for s in CircuitState] == ["closed", "open", "half_open"]
+
+
+def test_open_breaker_rejects_before_the_request_is_prepared(fault_server):
+    """An open origin fails fast in request(), before requests prepares or merges settings."""
+    from tests.conftest import fast_config
+
+    class Counting(rr.ResilientSession):
+        prepared = 0
+
+        def prepare_request(self, request):
+            Counting.prepared += 1
+            return super().prepare_request(request)
+
+    fault_server.route("/x", status(503))
+    with Counting(fast_config(attempts=1, threshold=1)) as session:
+        session.get(fault_server.url("/x"))
+        with pytest.raises(rr.CircuitOpenError):
+            session.get(fault_server.url("/x"), params={"q": 1})
+    assert Counting.prepared == 1
