@@ -53,6 +53,7 @@ from .exceptions import (
     CircuitOpenError,
     ClientError,
     ConnectionError,
+    DeadlineExceededError,
     NotFoundError,
     PoolTimeoutError,
     ServerError,
@@ -76,7 +77,7 @@ logging.getLogger("resilient_requests").addHandler(logging.NullHandler())
 
 __all__ = [
     "APIError", "AuthenticationError", "BulkheadConfig", "CircuitBreakerConfig", "CircuitOpenError",
-    "CircuitState", "ClientConfig", "ClientError", "ConnectionError", "LoggingConfig", "NotFoundError",
+    "CircuitState", "ClientConfig", "ClientError", "ConnectionError", "DeadlineExceededError", "LoggingConfig", "NotFoundError",
     "PoolTimeoutError", "ResilientSession", "RetryConfig", "ServerError", "Session", "TimeoutConfig",
     "TimeoutError", "configure", "create_resilient_client", "delete", "exceptions", "get",
     "get_batch_processing_config", "get_default_config", "get_fast_microservice_config", "get_high_latency_config", "head",

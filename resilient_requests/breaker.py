@@ -21,14 +21,14 @@ import enum
 import logging
 import threading
 from datetime import datetime, timezone
-from typing import Any, Dict, Iterable, Optional, Sequence
+from typing import Any, Optional, Sequence
 
 import pybreaker
 
 from .config import CircuitBreakerConfig
 from .exceptions import CircuitOpenError
 
-__all__ = ["CircuitState", "OriginBreaker", "BreakerRegistry", "TransitionLog"]
+__all__ = ["CircuitState", "OriginBreaker", "TransitionLog"]
 
 
 class CircuitState(str, enum.Enum):
@@ -179,31 +179,3 @@ class TransitionLog(pybreaker.CircuitBreakerListener):
             level, "circuit %s -> %s for %s", old, new_state.name, cb.name,
             extra={"origin": cb.name, "outcome": f"circuit_{new_state.name}"},
         )
-
-
-class BreakerRegistry:
-    """One :class:`OriginBreaker` per origin, made on first use, thread-safe."""
-
-    def __init__(
-        self,
-        config: CircuitBreakerConfig,
-        logger: logging.Logger,
-        listeners: Iterable[pybreaker.CircuitBreakerListener] = (),
-    ) -> None:
-        self._config = config
-        self._listeners = (TransitionLog(logger), *listeners)
-        self._breakers: Dict[str, OriginBreaker] = {}
-        self._lock = threading.Lock()
-
-    def get(self, origin: str) -> OriginBreaker:
-        """The breaker of ``origin`` (``scheme://host:port``)."""
-        breaker = self._breakers.get(origin)
-        if breaker is None:
-            with self._lock:
-                breaker = self._breakers.get(origin)
-                if breaker is None:
-                    breaker = self._breakers[origin] = OriginBreaker(origin, self._config, self._listeners)
-        return breaker
-
-    def __iter__(self):  # type: ignore[no-untyped-def]
-        return iter(list(self._breakers.values()))

@@ -89,17 +89,21 @@ class TimeoutConfig:
 
     ``connect`` bounds opening a connection; ``read`` bounds each wait for bytes
     from the server; ``write`` bounds each socket send of the request;
-    ``pool`` bounds the wait for a free pooled connection.
+    ``pool`` bounds the wait for a free pooled connection. ``total`` bounds
+    the whole call — every attempt, every wait and reading the body (with
+    ``stream=True``: until the response is returned); ``None`` = no bound.
     """
 
     connect: float = 10.0
     read: float = 30.0
     write: float = 15.0
     pool: float = 5.0
+    total: Optional[float] = None
 
     def __post_init__(self) -> None:
         for name in ("connect", "read", "write", "pool"):
             _number(self, name, strict=True)
+        _number(self, "total", strict=True, optional=True)
 
 
 @dataclass
@@ -111,6 +115,11 @@ class RetryConfig:
     capped at ``max_wait``; with ``jitter`` a uniform draw between 0 and that
     ("full jitter"). A server's ``Retry-After`` on 429/503 replaces the
     computed wait (capped at ``max_wait``) and is never jittered.
+
+    The retry budget, per origin: over the last ``budget_window`` seconds,
+    retries may add at most ``budget_ratio`` of the calls plus
+    ``budget_floor`` retries per second; beyond that a failure is returned at
+    once. ``budget_ratio=None`` switches the budget off.
     """
 
     max_attempts: int = 3
@@ -119,6 +128,9 @@ class RetryConfig:
     multiplier: float = 2.0
     jitter: bool = True
     retry_on_status: FrozenSet[int] = frozenset({429, 500, 502, 503, 504})
+    budget_ratio: Optional[float] = 0.2
+    budget_floor: float = 1.0
+    budget_window: float = 10.0
 
     def __post_init__(self) -> None:
         _integer(self, "max_attempts", minimum=1)
@@ -127,6 +139,9 @@ class RetryConfig:
         _number(self, "multiplier", minimum=1.0)
         _flag(self, "jitter")
         _statuses(self, "retry_on_status")
+        _number(self, "budget_ratio", optional=True)
+        _number(self, "budget_floor")
+        _number(self, "budget_window", strict=True)
         if self.max_wait < self.min_wait:
             raise ValueError(
                 f"RetryConfig.max_wait must be >= min_wait ({self.min_wait!r}), got {self.max_wait!r}"

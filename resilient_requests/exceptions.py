@@ -7,6 +7,7 @@
           ├── ConnectionError      (also requests.ConnectionError)
           │    └── CircuitOpenError   the origin's breaker is open: no I/O was done
           ├── TimeoutError         (also requests.Timeout)
+          │    └── DeadlineExceededError   the call's total deadline passed
           ├── PoolTimeoutError     no bulkhead slot or pooled connection in time: no I/O was done
           ├── ClientError          (also requests.HTTPError) a 4xx, with raise_for_status
           │    ├── AuthenticationError   401, 403
@@ -39,6 +40,7 @@ __all__ += [
     "ConnectionError",
     "TimeoutError",
     "CircuitOpenError",
+    "DeadlineExceededError",
     "PoolTimeoutError",
     "ClientError",
     "AuthenticationError",
@@ -61,6 +63,10 @@ class ConnectionError(APIError, requests.ConnectionError):  # noqa: A001
 
 class TimeoutError(APIError, requests.Timeout):  # noqa: A001
     """A connect, read or send timed out; every timeout the caller sees is one."""
+
+
+class DeadlineExceededError(TimeoutError):
+    """The call's total deadline (``TimeoutConfig.total`` or ``deadline=``) passed."""
 
 
 class CircuitOpenError(ConnectionError):

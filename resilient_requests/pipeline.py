@@ -1,84 +1,46 @@
 """The order of the resilience layers, written once. Outermost first::
 
-    ResilientSession.send(request)
+    ResilientSession.request / send
      └─ 1. bulkhead     one slot for the whole call, redirects and waits included:
-        │               the calling thread is busy all that time.
+        │               the calling thread is busy all that time. Before it: an
+        │               open breaker fails fast; the call's deadline starts.
         └─ per hop (the request, then each redirect):
-           2. retry loop   backoff: waits between attempts; stops at once when
-           │               the breaker opens, so an outage ends the loop.
+           2. retry loop   backoff: waits between attempts; stops at once when the
+           │               breaker opens, the retry budget is spent, or the wait
+           │               would overrun the deadline.
            └─ 3. breaker   the hop's origin: every attempt is admitted and recorded.
               └─ 4. adapter  the mounted adapter's send(), and the body read
                              (unless stream=True), so a body cut short is an
-                             attempt's failure. urllib3's Retry in the adapter
-                             is pinned to zero: each failure is retried here only.
+                             attempt's failure. urllib3's Retry in the adapter is
+                             pinned to zero: each failure is retried here only.
 
 :data:`LAYERS` names them in that order; ``ResilientSession.describe()`` returns it.
 """
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from typing import Any, Dict, List, Mapping, Optional
-from urllib.parse import urlsplit
 
 import requests
 from requests.adapters import BaseAdapter
 from requests.utils import rewind_body
 
-from .breaker import BreakerRegistry, OriginBreaker
+from . import deadline as deadlines
 from .bulkhead import Bulkhead
 from .config import IDEMPOTENT_METHODS, ClientConfig
 from .errors import RetryWhen, Verdict, classify, to_raise
-from .exceptions import CircuitOpenError
+from .exceptions import CircuitOpenError, DeadlineExceededError
+from .origins import Origins, OriginState, loggable_url
 from .retry import Attempts, Outcome, RetryLoop, retry_after_seconds
 
-__all__ = ["LAYERS", "Pipeline", "Call", "origin_of", "loggable_url"]
+__all__ = ["LAYERS", "Pipeline", "Call", "describe"]
 
 LAYERS = ("bulkhead", "retry", "circuit_breaker", "adapter")
 
-_DEFAULT_PORTS = {"http": 80, "https": 443}
-
-
-_ORIGINS: Dict[str, str] = {}
-
-
-def origin_of(url: str) -> str:
-    """``scheme://host:port`` of ``url``, the key of its circuit breaker."""
-    start = url.find("//")
-    slash = url.find("/", start + 2) if start >= 0 else -1
-    key = url[:slash] if slash > 0 else url
-    origin = _ORIGINS.get(key)
-    if origin is None:
-        if len(_ORIGINS) >= 1024:
-            _ORIGINS.clear()  # a crude bound; origins are few in practice
-        origin = _ORIGINS[key] = _parse_origin(key)
-    return origin
-
-
-def _parse_origin(url: str) -> str:
-    parts = urlsplit(url)
-    scheme = parts.scheme.lower()
-    try:
-        port = parts.port
-    except ValueError:
-        port = None
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    return f"{scheme}://{host}:{port or _DEFAULT_PORTS.get(scheme, 0)}"
-
-
-def loggable_url(url: str) -> str:
-    """``url`` without credentials, query string or fragment."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    try:
-        port = f":{parts.port}" if parts.port else ""
-    except ValueError:
-        port = ""
-    return f"{parts.scheme}://{host}{port}{parts.path}"
+#: How a deadline that passed is classified: a timeout that counts against the origin.
+DEADLINE = Verdict("deadline exceeded", True, RetryWhen.NEVER, True, (DeadlineExceededError,))
 
 
 class Pipeline:
@@ -88,50 +50,58 @@ class Pipeline:
         self.config = config
         self.log = logger
         self.bulkhead = Bulkhead(config.bulkhead)
-        self.breakers = BreakerRegistry(config.circuit_breaker, logger)
+        self.origins = Origins(config, logger)
         self.retry = RetryLoop(config.retry)
         self.failure_statuses = config.circuit_breaker.failure_statuses
         self.retry_statuses = config.retry.retry_on_status
 
-    def start(self, url: str) -> "Call":
+    def start(self, url: str, total: Optional[float]) -> "Call":
         """Begin a call to ``url``: fail fast if its origin's breaker is open
-        (before requests prepares anything), then take a bulkhead slot (layer 1)."""
-        self.breakers.get(origin_of(url)).check()
+        (before requests prepares anything), then take a bulkhead slot (layer 1)
+        and start the deadline, if any."""
+        self.origins.get(url).breaker.check()
         self.bulkhead.acquire()
-        return Call(self)
+        return Call(self, total)
 
     def finish(self, call: "Call") -> None:
-        """End a call: give its bulkhead slot back."""
+        """End a call: stop its deadline and give its bulkhead slot back."""
+        if call.deadline is not None:
+            deadlines.WATCHDOG.cancel(call.deadline)
         self.bulkhead.release()
 
 
 class Call:
     """One caller's call on one thread: what its hops share."""
 
-    __slots__ = ("pipeline", "request_id")
+    __slots__ = ("pipeline", "request_id", "deadline")
 
-    def __init__(self, pipeline: Pipeline) -> None:
+    def __init__(self, pipeline: Pipeline, total: Optional[float]) -> None:
         self.pipeline = pipeline
         self.request_id = uuid.uuid4().hex if pipeline.config.logging.include_request_id else None
+        self.deadline: Optional[deadlines.Deadline] = None
+        if total is not None:
+            self.deadline = deadlines.Deadline(total)
+            deadlines.WATCHDOG.watch(self.deadline)
 
     def hop(self, adapter: BaseAdapter, request: requests.PreparedRequest,
             kwargs: Mapping[str, Any]) -> requests.Response:
         """Layers 2-4 for one request to one origin (the request, or a redirect)."""
-        attempts = _Hop(self.pipeline, adapter, request, kwargs)
+        attempts = _Hop(self, adapter, request, kwargs)
         return attempts.finish(self.pipeline.retry.run(attempts))
 
 
 class _Hop(Attempts):
     """The attempts of one request to one origin: breaker, then adapter."""
 
-    def __init__(self, pipeline: Pipeline, adapter: BaseAdapter,
+    def __init__(self, call: Call, adapter: BaseAdapter,
                  request: requests.PreparedRequest, kwargs: Mapping[str, Any]) -> None:
-        self.pipeline = pipeline
+        self.pipeline = pipeline = call.pipeline
+        self.deadline = call.deadline
         self.adapter = adapter
         self.request = request
-        self.kwargs = kwargs
+        self.kwargs = dict(kwargs)
         self.stream = bool(kwargs.get("stream"))
-        self.breaker: OriginBreaker = pipeline.breakers.get(origin_of(request.url or ""))
+        self.origin: OriginState = pipeline.origins.get(request.url or "")
         method = (request.method or "GET").upper()
         self.idempotent = method in IDEMPOTENT_METHODS or "Idempotency-Key" in request.headers
         body = request.body
@@ -139,13 +109,14 @@ class _Hop(Attempts):
             body is None or isinstance(body, (bytes, str))
             or isinstance(getattr(request, "_body_position", None), int)
         )
-        self.number = 0
         self.last: Optional[Outcome] = None
+        if self.origin.budget is not None:
+            self.origin.budget.record_call()
 
+    # -- one attempt --
     def attempt(self) -> Outcome:
-        self.number += 1
         try:
-            trial = self.breaker.admit()
+            trial = self.origin.breaker.admit()
         except CircuitOpenError:
             if self.last is None:
                 raise  # open before the first attempt: fail fast, nothing sent
@@ -157,30 +128,70 @@ class _Hop(Attempts):
             if isinstance(getattr(self.request, "_body_position", None), int):
                 rewind_body(self.request)  # a file body: back to where it started
         outcome = self._send(trial)
-        if outcome.retry and self.breaker.is_open():
+        if outcome.retry and self.origin.breaker.is_open():
             outcome.retry = False
+        outcome.attempts = self
         self.last = outcome
         return outcome
 
     def _send(self, trial: bool) -> Outcome:
+        deadline = self.deadline
+        if deadline is not None:
+            left = deadline.remaining()
+            if left <= 0:
+                self.origin.breaker.record(trial, None)
+                return self._expired()
+            self._cap_timeout(left)
+            deadlines.activate(deadline)
         try:
             response = self.adapter.send(self.request, **self.kwargs)
             if not self.stream:
                 response.content  # noqa: B018 - read the body inside the attempt
         except Exception as exc:
+            if deadline is not None and deadline.expired:
+                self.origin.breaker.record(trial, True)
+                return self._expired(exc)
             verdict = classify(exc)
-            self.breaker.record(trial, True if verdict.breaker else None)
+            self.origin.breaker.record(trial, True if verdict.breaker else None)
             return Outcome(error=exc, verdict=verdict, retry=self._may_retry(verdict))
         except BaseException:
-            self.breaker.record(trial, None)
+            self.origin.breaker.record(trial, None)
             raise
+        finally:
+            if deadline is not None:
+                deadline.detach()
+                deadlines.activate(None)
+        if deadline is not None and deadline.expired:
+            # Shut down mid-headers, http.client can hand back a truncated "200 OK".
+            response.close()
+            self.origin.breaker.record(trial, True)
+            return self._expired()
         status = response.status_code
-        self.breaker.record(trial, status in self.pipeline.failure_statuses)
+        self.origin.breaker.record(trial, status in self.pipeline.failure_statuses)
         retry = status in self.pipeline.retry_statuses and self.idempotent and self.replayable
         return Outcome(
             response=response, retry=retry,
             retry_after=retry_after_seconds(response) if retry else None,
         )
+
+    def _cap_timeout(self, left: float) -> None:
+        """No single connect or read may wait past the deadline."""
+        timeout = self.kwargs.get("timeout")
+        if isinstance(timeout, tuple):
+            connect, read = timeout
+            self.kwargs["timeout"] = (_least(connect, left), _least(read, left))
+        elif timeout is None or isinstance(timeout, (int, float)):
+            self.kwargs["timeout"] = _least(timeout, left)
+
+    def _expired(self, cause: Optional[BaseException] = None) -> Outcome:
+        assert self.deadline is not None
+        error = DeadlineExceededError(
+            f"deadline of {self.deadline.total:g}s exceeded for {self.request.method} "
+            f"{loggable_url(self.request.url or '')}",
+            request=self.request,
+        )
+        error.__cause__ = cause
+        return Outcome(error=error, verdict=DEADLINE, retry=False)
 
     def _may_retry(self, verdict: Verdict) -> bool:
         if verdict.retry is RetryWhen.ALWAYS:
@@ -188,6 +199,32 @@ class _Hop(Attempts):
         if verdict.retry is RetryWhen.IDEMPOTENT:
             return self.idempotent and self.replayable
         return False
+
+    # -- between attempts --
+    def may_wait(self, wait: float, outcome: Outcome) -> bool:
+        """Whether to wait ``wait`` seconds and try again: not past the deadline,
+        and only with a retry from the origin's budget."""
+        deadline = self.deadline
+        if deadline is not None and time.monotonic() + wait >= deadline.at:
+            self._note("wait of %.3fs would pass the deadline", wait, outcome)
+            return False
+        budget = self.origin.budget
+        if budget is not None and not budget.try_spend():
+            if budget.refused == 1 or budget.refused % 100 == 0:  # not one line per refusal
+                self._note("retry budget spent (%d refused so far)", budget.refused, outcome)
+            return False
+        return True
+
+    def _note(self, why: str, value: Any, outcome: Outcome) -> None:
+        log = self.pipeline.log
+        if log.isEnabledFor(logging.WARNING):
+            request_id = self.request.headers.get("X-Request-ID", "-")
+            log.warning(
+                "not retrying %s %s [request %s] after %s: " + why,
+                self.request.method, loggable_url(self.request.url or ""), request_id,
+                outcome.reason, value,
+                extra={"request_id": request_id, "origin": self.origin.origin, "outcome": outcome.reason},
+            )
 
     def before_wait(self, tries: int, wait: float, outcome: Outcome) -> None:
         log = self.pipeline.log
@@ -197,10 +234,11 @@ class _Hop(Attempts):
                 "retrying %s %s [request %s]: attempt %d of %d failed with %s; waiting %.3fs",
                 self.request.method, loggable_url(self.request.url or ""), request_id,
                 tries, self.pipeline.retry.config.max_attempts, outcome.reason, wait,
-                extra={"request_id": request_id, "origin": self.breaker.origin,
+                extra={"request_id": request_id, "origin": self.origin.origin,
                        "attempt": tries, "outcome": outcome.reason, "wait": wait},
             )
 
+    # -- the end --
     def finish(self, outcome: Outcome) -> requests.Response:
         """The last response, or the last error as the caller should see it."""
         if outcome.error is not None:
@@ -215,6 +253,10 @@ class _Hop(Attempts):
         return outcome.response
 
 
+def _least(timeout: Optional[float], left: float) -> float:
+    return left if timeout is None else min(timeout, left)
+
+
 def describe(pipeline: Pipeline) -> Dict[str, Any]:
     """The layers in order with their settings (for introspection and tests)."""
     config = pipeline.config
@@ -222,7 +264,8 @@ def describe(pipeline: Pipeline) -> Dict[str, Any]:
         {"layer": "bulkhead", "max_concurrency": config.bulkhead.max_concurrency,
          "acquisition_timeout": config.bulkhead.acquisition_timeout},
         {"layer": "retry", "max_attempts": config.retry.max_attempts,
-         "retry_on_status": sorted(config.retry.retry_on_status)},
+         "retry_on_status": sorted(config.retry.retry_on_status),
+         "budget_ratio": config.retry.budget_ratio},
         {"layer": "circuit_breaker", "failure_threshold": config.circuit_breaker.failure_threshold,
          "recovery_timeout": config.circuit_breaker.recovery_timeout},
         {"layer": "adapter", "timeout": vars(config.timeout).copy()},

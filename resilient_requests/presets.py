@@ -1,10 +1,11 @@
 """Named configurations for common situations.
 
-| preset            | connect/read/write/pool s | attempts, min/max wait s, mult. | breaker | bulkhead |
-|-------------------|---------------------------|---------------------------------|---------|----------|
-| high_latency      | 30 / 120 / 60 / 15        | 5, 2 / 300, 2.0                 | 10, 120 | 20, 60   |
-| fast_microservice | 2 / 5 / 5 / 1             | 2, 0.5 / 10, 2.0                | 3, 10   | 100, 5   |
-| batch_processing  | 10 / 300 / 120 / 30       | 10, 5 / 600, 1.5                | 15, 180 | 5, 120   |
+| preset            | connect/read/write/pool s | total s | attempts, min/max wait s, mult. | breaker | bulkhead |
+|-------------------|---------------------------|---------|---------------------------------|---------|----------|
+| default           | 10 / 30 / 15 / 5          | none    | 3, 1 / 60, 2.0                  | 5, 30   | 50, 30   |
+| high_latency      | 30 / 120 / 60 / 15        | 900     | 5, 2 / 300, 2.0                 | 10, 120 | 20, 60   |
+| fast_microservice | 2 / 5 / 5 / 1             | 15      | 2, 0.5 / 10, 2.0                | 3, 10   | 100, 5   |
+| batch_processing  | 10 / 300 / 120 / 30       | 1800    | 10, 5 / 600, 1.5                | 15, 180 | 5, 120   |
 """
 from __future__ import annotations
 
@@ -38,7 +39,7 @@ def get_high_latency_config(base_url: Optional[str] = None) -> ClientConfig:
     long timeouts, patient retries, few concurrent calls."""
     return ClientConfig(
         base_url=base_url,
-        timeout=TimeoutConfig(connect=30.0, read=120.0, write=60.0, pool=15.0),
+        timeout=TimeoutConfig(connect=30.0, read=120.0, write=60.0, pool=15.0, total=900.0),
         retry=RetryConfig(max_attempts=5, min_wait=2.0, max_wait=300.0, multiplier=2.0),
         circuit_breaker=CircuitBreakerConfig(failure_threshold=10, recovery_timeout=120.0),
         bulkhead=BulkheadConfig(max_concurrency=20, acquisition_timeout=60.0),
@@ -49,7 +50,7 @@ def get_fast_microservice_config(base_url: Optional[str] = None) -> ClientConfig
     """Internal services on a fast network: fail fast, retry once, many threads."""
     return ClientConfig(
         base_url=base_url,
-        timeout=TimeoutConfig(connect=2.0, read=5.0, write=5.0, pool=1.0),
+        timeout=TimeoutConfig(connect=2.0, read=5.0, write=5.0, pool=1.0, total=15.0),
         retry=RetryConfig(max_attempts=2, min_wait=0.5, max_wait=10.0, multiplier=2.0),
         circuit_breaker=CircuitBreakerConfig(failure_threshold=3, recovery_timeout=10.0),
         bulkhead=BulkheadConfig(max_concurrency=100, acquisition_timeout=5.0),
@@ -60,7 +61,7 @@ def get_batch_processing_config(base_url: Optional[str] = None) -> ClientConfig:
     """Long-running batch jobs: very patient, gentle on the upstream."""
     return ClientConfig(
         base_url=base_url,
-        timeout=TimeoutConfig(connect=10.0, read=300.0, write=120.0, pool=30.0),
+        timeout=TimeoutConfig(connect=10.0, read=300.0, write=120.0, pool=30.0, total=1800.0),
         retry=RetryConfig(max_attempts=10, min_wait=5.0, max_wait=600.0, multiplier=1.5),
         circuit_breaker=CircuitBreakerConfig(failure_threshold=15, recovery_timeout=180.0),
         bulkhead=BulkheadConfig(max_concurrency=5, acquisition_timeout=120.0),

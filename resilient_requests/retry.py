@@ -38,6 +38,7 @@ class Outcome:
     verdict: Optional[Verdict] = None  # the classification of ``error``
     retry: bool = False
     retry_after: Optional[float] = None  # seconds the server asked us to wait
+    attempts: Optional["Attempts"] = None  # who made it: asked before each wait
 
     @property
     def reason(self) -> str:
@@ -66,7 +67,8 @@ def waits(
     min_wait: float, max_wait: float, multiplier: float, full_jitter: bool,
 ) -> Generator[Optional[float], Optional[Outcome], None]:
     """A backoff wait generator: ``min_wait * multiplier**(n-1)`` capped at
-    ``max_wait``, fully jittered if asked; a ``Retry-After`` replaces it."""
+    ``max_wait``, fully jittered if asked; a ``Retry-After`` replaces it. Ends
+    (and so ends the loop) when the attempts refuse the wait: see ``may_wait``."""
     expo = backoff.expo(base=multiplier, factor=min_wait, max_value=max_wait)
     next(expo)  # backoff's generators start with a bare yield
     outcome = yield None  # backoff primes us with send(None)
@@ -76,6 +78,8 @@ def waits(
             wait = min(outcome.retry_after, max_wait)
         else:
             wait = backoff.full_jitter(computed) if full_jitter else computed
+        if outcome is not None and outcome.attempts is not None and not outcome.attempts.may_wait(wait, outcome):
+            return  # backoff gives up on StopIteration: the call ends with this outcome
         outcome = yield wait
 
 
@@ -97,6 +101,10 @@ class Attempts:
     def attempt(self) -> Outcome:  # pragma: no cover - interface
         """Make one attempt."""
         raise NotImplementedError
+
+    def may_wait(self, wait: float, outcome: Outcome) -> bool:
+        """Whether to wait ``wait`` seconds and try again (the deadline, the budget)."""
+        return True
 
     def before_wait(self, tries: int, wait: float, outcome: Outcome) -> None:  # pragma: no cover
         """Called after attempt ``tries`` failed, before sleeping ``wait`` seconds."""

@@ -22,7 +22,7 @@ from requests.adapters import BaseAdapter
 from .breaker import CircuitState
 from .config import ClientConfig
 from .exceptions import error_for_status
-from .pipeline import Call, Pipeline, describe, origin_of
+from .pipeline import Call, Pipeline, describe
 from .transport import ResilientAdapter
 
 __all__ = ["ResilientSession", "create_resilient_client"]
@@ -100,7 +100,7 @@ class ResilientSession(requests.Session):
         self._default_timeout = (self.config.timeout.connect, self.config.timeout.read)
 
     # -- the resilient call --
-    def _call(self, url: str, run: Callable[[], requests.Response]) -> requests.Response:
+    def _call(self, url: str, run: Callable[[], requests.Response], deadline: Any = None) -> requests.Response:
         """Run ``run`` as one call: layer 1 and the fail-fast checks around it.
 
         ``request()`` enters here before requests prepares anything, so an open
@@ -112,7 +112,7 @@ class ResilientSession(requests.Session):
         if getattr(local, "call", None) is not None:
             return run()
         pipeline = self._pipeline
-        call = pipeline.start(url)
+        call = pipeline.start(url, self._total(deadline))
         local.call = call
         try:
             response = run()
@@ -125,11 +125,20 @@ class ResilientSession(requests.Session):
                 raise error
         return response
 
+    def _total(self, deadline: Any) -> Optional[float]:
+        if deadline is None:
+            return self.config.timeout.total
+        if isinstance(deadline, bool) or not isinstance(deadline, (int, float)) or not deadline > 0:
+            raise ValueError(f"deadline must be a number of seconds > 0, got {deadline!r}")
+        return float(deadline)
+
     def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
-        """requests' ``send``, inside the call, with config timeouts and a request id."""
+        """requests' ``send``, inside the call, with config timeouts and a request id.
+        ``deadline=`` (seconds) bounds this call instead of ``TimeoutConfig.total``."""
+        deadline = kwargs.pop("deadline", None)
         if kwargs.get("timeout") is None:
             kwargs["timeout"] = self._default_timeout
-        return self._call(request.url or "", lambda: self._send_in_call(request, kwargs))
+        return self._call(request.url or "", lambda: self._send_in_call(request, kwargs), deadline)
 
     def _send_in_call(self, request: requests.PreparedRequest, kwargs: Dict[str, Any]) -> requests.Response:
         request_id = self._local.call.request_id
@@ -157,14 +166,16 @@ class ResilientSession(requests.Session):
         return base.rstrip("/") + "/" + url.lstrip("/")
 
     def request(self, method: str, url: Any, *args: Any, **kwargs: Any) -> requests.Response:  # type: ignore[override]
-        """``requests.Session.request``, with ``base_url`` and ``follow_redirects`` applied."""
+        """``requests.Session.request``, with ``base_url`` and ``follow_redirects`` applied.
+        ``deadline=`` (seconds) bounds this call instead of ``TimeoutConfig.total``."""
+        deadline = kwargs.pop("deadline", None)
         if len(args) < 8 and "allow_redirects" not in kwargs:  # 8th positional after url
             kwargs["allow_redirects"] = self.config.follow_redirects
         if isinstance(url, bytes):
             url = url.decode("utf-8")
         url = self.absolute_url(url if isinstance(url, str) else str(url))
         parent = super()
-        return self._call(url, lambda: parent.request(method, url, *args, **kwargs))
+        return self._call(url, lambda: parent.request(method, url, *args, **kwargs), deadline)
 
     def get(self, url: Any, **kwargs: Any) -> requests.Response:  # type: ignore[override]
         """GET, following redirects as ``config.follow_redirects`` says unless told."""
@@ -179,7 +190,7 @@ class ResilientSession(requests.Session):
     # -- introspection --
     def circuit_state(self, url: str) -> CircuitState:
         """The state of the breaker for ``url``'s origin."""
-        return self._pipeline.breakers.get(origin_of(self.absolute_url(url))).state
+        return self._pipeline.origins.get(self.absolute_url(url)).breaker.state
 
     def describe(self) -> Mapping[str, Any]:
         """The resilience layers, outermost first, with their settings."""

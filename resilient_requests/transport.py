@@ -24,6 +24,7 @@ from urllib3 import HTTPConnectionPool, HTTPSConnectionPool, PoolManager
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.util.retry import Retry
 
+from . import deadline as deadlines
 from .config import BulkheadConfig, TimeoutConfig
 
 __all__ = ["ResilientAdapter", "ADAPTER_RETRY"]
@@ -40,7 +41,8 @@ ADAPTER_RETRY = Retry(
 
 
 class _SendTimeoutMixin:
-    """Puts ``write_timeout`` on the socket while the request is sent."""
+    """Puts ``write_timeout`` on the socket while the request is sent, and
+    hands the socket to the call's deadline, if it has one."""
 
     sock: Any
     timeout: Any
@@ -50,13 +52,15 @@ class _SendTimeoutMixin:
         self.write_timeout = write_timeout
 
     def request(self, *args: Any, **kwargs: Any) -> None:
-        if self.write_timeout is None:
-            return super().request(*args, **kwargs)  # type: ignore[misc, no-any-return]
         if self.sock is None:
             self.connect()  # type: ignore[attr-defined]  # with the connect timeout
-        # urllib3 calls sock.settimeout(self.timeout) for a connected socket
-        # and replaces self.timeout with the read timeout after the send.
-        self.timeout = self.write_timeout
+        deadline = deadlines.current()
+        if deadline is not None:
+            deadline.attach(self.sock)  # the watchdog may shut it down at the deadline
+        if self.write_timeout is not None:
+            # urllib3 calls sock.settimeout(self.timeout) for a connected socket
+            # and replaces self.timeout with the read timeout after the send.
+            self.timeout = self.write_timeout
         return super().request(*args, **kwargs)  # type: ignore[misc, no-any-return]
 
 

@@ -16,10 +16,11 @@ from resilient_requests import (
 
 NAN, INF = float("nan"), float("inf")
 
-TIMEOUT_DEFAULTS = {"connect": 10.0, "read": 30.0, "write": 15.0, "pool": 5.0}
+TIMEOUT_DEFAULTS = {"connect": 10.0, "read": 30.0, "write": 15.0, "pool": 5.0, "total": None}
 RETRY_DEFAULTS = {
     "max_attempts": 3, "min_wait": 1.0, "max_wait": 60.0, "multiplier": 2.0, "jitter": True,
     "retry_on_status": frozenset({429, 500, 502, 503, 504}),
+    "budget_ratio": 0.2, "budget_floor": 1.0, "budget_window": 10.0,
 }
 BREAKER_DEFAULTS = {
     "failure_threshold": 5, "recovery_timeout": 30.0,

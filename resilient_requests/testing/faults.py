@@ -65,11 +65,14 @@ class Truncate:
 
 @dataclass(frozen=True)
 class Trickle:
-    """Send a 200 with ``count`` pieces of ``chunk``, one every ``every`` seconds."""
+    """Send a 200 with ``count`` pieces of ``chunk``, one every ``every`` seconds.
+    With ``in_headers=True`` the pieces go into a header instead, so even the
+    status line and headers take ``count * every`` seconds to arrive."""
 
     chunk: bytes = b"."
     every: float = 0.5
     count: int = 20
+    in_headers: bool = False
 
 
 @dataclass(frozen=True)

@@ -42,12 +42,14 @@ class SeenRequest:
 
 
 class _Route:
-    def __init__(self, faults: Tuple[Fault, ...]) -> None:
+    def __init__(self, faults: Tuple[Fault, ...], cycle: bool) -> None:
         self.faults = faults
+        self.cycle = cycle
         self.next = 0
 
     def take(self) -> Fault:
-        fault = self.faults[min(self.next, len(self.faults) - 1)]
+        count = len(self.faults)
+        fault = self.faults[self.next % count if self.cycle else min(self.next, count - 1)]
         self.next += 1
         return fault
 
@@ -147,9 +149,12 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(200, {}, fault.body, length=fault.declared)
             self.close_connection = True
         elif isinstance(fault, Trickle):
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(fault.chunk) * fault.count))
-            self.end_headers()
+            if fault.in_headers:
+                self.wfile.write(b"HTTP/1.1 200 OK\r\nX-Slow: ")
+            else:
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(fault.chunk) * fault.count))
+                self.end_headers()
             self.wfile.flush()
             for _ in range(fault.count):
                 if owner._stopped.wait(fault.every):
@@ -159,6 +164,11 @@ class _Handler(BaseHTTPRequestHandler):
                     self.wfile.flush()
                 except OSError:
                     break
+            if fault.in_headers and not owner._stopped.is_set():
+                try:
+                    self.wfile.write(b"\r\nContent-Length: 2\r\n\r\nok")
+                except OSError:
+                    pass
             self.close_connection = True
         elif isinstance(fault, Hold):
             deadline = time.monotonic() + fault.limit
@@ -254,15 +264,16 @@ class FaultServer:
         return self.base_url + (path if path.startswith("/") else "/" + path)
 
     # -- script --
-    def route(self, path: str, *faults: Fault) -> "FaultServer":
-        """Answer requests to ``path`` with ``faults`` in order, repeating the last."""
+    def route(self, path: str, *faults: Fault, cycle: bool = False) -> "FaultServer":
+        """Answer requests to ``path`` with ``faults`` in order, repeating the last
+        (with ``cycle=True``: starting over from the first)."""
         if not faults:
             raise ValueError("route() needs at least one fault")
         for fault in faults:
             if not isinstance(fault, FAULT_TYPES):
                 raise TypeError(f"route() takes faults from resilient_requests.testing, got {fault!r}")
         with self._lock:
-            self._routes[path] = _Route(tuple(faults))
+            self._routes[path] = _Route(tuple(faults), cycle)
         return self
 
     # -- what the server saw --

@@ -1,0 +1,140 @@
+"""Total deadlines, enforced by one watchdog thread for the whole process.
+
+requests' read timeout bounds each socket read, not the call: a server that
+sends a byte every half second holds ``requests.get(url, timeout=5)`` for as
+long as it likes. A call with a deadline registers a :class:`Deadline` with the
+:data:`WATCHDOG`; the connection classes in :mod:`.transport` attach the socket
+an attempt is using; at the deadline the watchdog shuts that socket down, which
+ends any blocked send or receive at once. The pipeline then checks
+:attr:`Deadline.expired` after every attempt, because http.client can turn a
+shut-down socket during the header phase into a truncated "200 OK".
+
+One thread with a heap and a condition costs about a microsecond per call; a
+``threading.Timer`` per call would start a thread each time (~160 µs). The
+thread starts on first use and exits after a second with nothing to watch.
+"""
+from __future__ import annotations
+
+import heapq
+import itertools
+import socket
+import threading
+import time
+from typing import List, Optional, Tuple
+
+__all__ = ["Deadline", "Watchdog", "WATCHDOG", "current", "activate"]
+
+
+class Deadline:
+    """The end of one call, as a ``time.monotonic()`` instant."""
+
+    __slots__ = ("at", "total", "expired", "cancelled", "_sock", "_lock")
+
+    def __init__(self, total: float) -> None:
+        self.total = total
+        self.at = time.monotonic() + total
+        self.expired = False
+        self.cancelled = False
+        self._sock: Optional[socket.socket] = None
+        self._lock = threading.Lock()
+
+    def remaining(self) -> float:
+        """Seconds left (negative once passed)."""
+        return self.at - time.monotonic()
+
+    def attach(self, sock: Optional[socket.socket]) -> None:
+        """The socket the current attempt uses; shut down at once if already expired."""
+        with self._lock:
+            self._sock = sock
+            if self.expired and sock is not None:
+                _shut(sock)
+
+    def detach(self) -> None:
+        """The attempt is over: its socket may go back to the pool untouched."""
+        with self._lock:
+            self._sock = None
+
+    def fire(self) -> None:
+        """Mark the deadline passed and shut down the attached socket, if any."""
+        with self._lock:
+            self.expired = True
+            if self._sock is not None:
+                _shut(self._sock)
+
+
+def _shut(sock: socket.socket) -> None:
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass  # already closed: nothing left to interrupt
+
+
+class Watchdog:
+    """Fires deadlines on time from a single background thread."""
+
+    def __init__(self, idle_exit: float = 1.0) -> None:
+        self._idle_exit = idle_exit
+        self._heap: List[Tuple[float, int, Deadline]] = []
+        self._order = itertools.count()
+        self._condition = threading.Condition(threading.Lock())
+        self._thread: Optional[threading.Thread] = None
+
+    def watch(self, deadline: Deadline) -> None:
+        """Fire ``deadline`` when it passes, unless cancelled first."""
+        with self._condition:
+            heapq.heappush(self._heap, (deadline.at, next(self._order), deadline))
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="resilient_requests-watchdog", daemon=True)
+                self._thread.start()
+            elif self._heap[0][2] is deadline:
+                self._condition.notify()
+
+    @staticmethod
+    def cancel(deadline: Deadline) -> None:
+        """Forget ``deadline`` (it is dropped from the heap lazily)."""
+        deadline.cancelled = True
+
+    def _run(self) -> None:
+        condition = self._condition
+        while True:
+            due: List[Deadline] = []
+            with condition:
+                heap = self._heap
+                while heap and heap[0][2].cancelled:
+                    heapq.heappop(heap)
+                if not heap:
+                    condition.wait(self._idle_exit)
+                    if not self._heap:
+                        self._thread = None
+                        return
+                    continue
+                now = time.monotonic()
+                while heap and heap[0][0] <= now:
+                    entry = heapq.heappop(heap)[2]
+                    if not entry.cancelled:
+                        due.append(entry)
+                if not due:
+                    condition.wait(heap[0][0] - now)
+            for deadline in due:
+                deadline.fire()
+
+    def running(self) -> bool:
+        """Whether the watchdog thread is alive (it exits when idle)."""
+        thread = self._thread
+        return thread is not None and thread.is_alive()
+
+
+#: The process-wide watchdog.
+WATCHDOG = Watchdog()
+
+_local = threading.local()
+
+
+def current() -> Optional[Deadline]:
+    """The deadline of the attempt running on this thread, if any."""
+    return getattr(_local, "deadline", None)
+
+
+def activate(deadline: Optional[Deadline]) -> None:
+    """Make ``deadline`` this thread's current one (``None`` to clear)."""
+    _local.deadline = deadline

@@ -1,0 +1,96 @@
+"""Origins (scheme, host, port): the unit that breakers and retry budgets track."""
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Dict, Iterator, Optional
+from urllib.parse import urlsplit
+
+from .breaker import OriginBreaker, TransitionLog
+from .budget import RetryBudget
+from .config import ClientConfig
+
+__all__ = ["origin_of", "loggable_url", "OriginState", "Origins"]
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+_ORIGINS: Dict[str, str] = {}
+
+
+def origin_of(url: str) -> str:
+    """``scheme://host:port`` of ``url`` (cached per ``scheme://netloc`` prefix)."""
+    start = url.find("//")
+    slash = url.find("/", start + 2) if start >= 0 else -1
+    key = url[:slash] if slash > 0 else url
+    origin = _ORIGINS.get(key)
+    if origin is None:
+        if len(_ORIGINS) >= 1024:
+            _ORIGINS.clear()  # a crude bound; a process talks to few origins
+        origin = _ORIGINS[key] = _parse_origin(key)
+    return origin
+
+
+def _host_and_port(url: str) -> "tuple[str, str, Optional[int]]":
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    return parts.scheme.lower(), host, port
+
+
+def _parse_origin(url: str) -> str:
+    scheme, host, port = _host_and_port(url)
+    return f"{scheme}://{host}:{port or _DEFAULT_PORTS.get(scheme, 0)}"
+
+
+def loggable_url(url: str) -> str:
+    """``url`` without credentials, query string or fragment."""
+    scheme, host, port = _host_and_port(url)
+    path = urlsplit(url).path
+    return f"{scheme}://{host}{f':{port}' if port else ''}{path}"
+
+
+class OriginState:
+    """What one session keeps per origin: its breaker and its retry budget."""
+
+    __slots__ = ("origin", "breaker", "budget")
+
+    def __init__(self, origin: str, breaker: OriginBreaker, budget: Optional[RetryBudget]) -> None:
+        self.origin = origin
+        self.breaker = breaker
+        self.budget = budget
+
+
+class Origins:
+    """One :class:`OriginState` per origin, made on first use; thread-safe."""
+
+    def __init__(self, config: ClientConfig, logger: logging.Logger) -> None:
+        self._config = config
+        self._listeners = (TransitionLog(logger),)
+        self._states: Dict[str, OriginState] = {}
+        self._lock = threading.Lock()
+
+    def get(self, url: str) -> OriginState:
+        """The state of ``url``'s origin."""
+        origin = origin_of(url)
+        state = self._states.get(origin)
+        if state is None:
+            with self._lock:
+                state = self._states.get(origin)
+                if state is None:
+                    state = self._states[origin] = self._make(origin)
+        return state
+
+    def _make(self, origin: str) -> OriginState:
+        retry = self._config.retry
+        budget = None
+        if retry.budget_ratio is not None:
+            budget = RetryBudget(retry.budget_ratio, retry.budget_floor, retry.budget_window)
+        breaker = OriginBreaker(origin, self._config.circuit_breaker, self._listeners)
+        return OriginState(origin, breaker, budget)
+
+    def __iter__(self) -> Iterator[OriginState]:
+        return iter(list(self._states.values()))
