@@ -78,6 +78,7 @@ class Watchdog:
         self._order = itertools.count()
         self._condition = threading.Condition(threading.Lock())
         self._thread: Optional[threading.Thread] = None
+        self._cancelled = 0  # cancelled entries still in the heap
 
     def watch(self, deadline: Deadline) -> None:
         """Fire ``deadline`` when it passes, unless cancelled first."""
@@ -89,10 +90,19 @@ class Watchdog:
             elif self._heap[0][2] is deadline:
                 self._condition.notify()
 
-    @staticmethod
-    def cancel(deadline: Deadline) -> None:
-        """Forget ``deadline`` (it is dropped from the heap lazily)."""
-        deadline.cancelled = True
+    def cancel(self, deadline: Deadline) -> None:
+        """Forget ``deadline``. Entries leave the heap lazily; the heap is
+        compacted when most of it is cancelled, so it stays small under load."""
+        with self._condition:
+            deadline.cancelled = True
+            self._cancelled += 1
+            heap = self._heap
+            if self._cancelled > 64 and self._cancelled * 2 > len(heap):
+                heap[:] = [entry for entry in heap if not entry[2].cancelled]
+                heapq.heapify(heap)
+                self._cancelled = 0
+            if not heap or heap[0][2] is deadline:
+                self._condition.notify()
 
     def _run(self) -> None:
         condition = self._condition
@@ -102,6 +112,7 @@ class Watchdog:
                 heap = self._heap
                 while heap and heap[0][2].cancelled:
                     heapq.heappop(heap)
+                    self._cancelled -= 1
                 if not heap:
                     condition.wait(self._idle_exit)
                     if not self._heap:
@@ -111,9 +122,11 @@ class Watchdog:
                 now = time.monotonic()
                 while heap and heap[0][0] <= now:
                     entry = heapq.heappop(heap)[2]
-                    if not entry.cancelled:
+                    if entry.cancelled:
+                        self._cancelled -= 1
+                    else:
                         due.append(entry)
-                if not due:
+                if not due and heap:
                     condition.wait(heap[0][0] - now)
             for deadline in due:
                 deadline.fire()

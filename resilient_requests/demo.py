@@ -22,6 +22,7 @@ import json
 import logging
 import math
 import random
+import sys
 import textwrap
 import time
 from dataclasses import dataclass, field
@@ -167,16 +168,14 @@ class _LibraryLog(logging.Handler):
         self.retries = 0
 
     def emit(self, record: logging.LogRecord) -> None:
+        # Handler.handle() holds self.lock around this call.
         message = record.getMessage()
         if message.startswith("circuit ") and " -> " in message:
             # "circuit closed -> open for http://127.0.0.1:PORT"
             old, _, rest = message[len("circuit "):].partition(" -> ")
-            new = rest.split(" ", 1)[0]
-            with self.lock:  # type: ignore[union-attr]
-                self.transitions.append((time.monotonic(), old, new))
+            self.transitions.append((time.monotonic(), old, rest.split(" ", 1)[0]))
         elif message.startswith("retrying "):
-            with self.lock:  # type: ignore[union-attr]
-                self.retries += 1
+            self.retries += 1
 
     def clear(self) -> None:
         with self.lock:  # type: ignore[union-attr]
@@ -222,6 +221,7 @@ class RunResult:
     calls: List[CallResult]
     upstream_by_phase: Dict[str, int]
     peak_in_flight: int
+    started: float  # time.monotonic() at the start of the run
     wall: float
     transitions: List[Tuple[float, str, str]] = field(default_factory=list)  # (offset, old, new)
     retries: Optional[int] = None
@@ -327,8 +327,8 @@ def _drive(client: str, plan: Plan, server: FaultServer, call: Call) -> RunResul
     futures: List["concurrent.futures.Future[CallResult]"] = []
     drain = plan.plain_timeout * 4 + 10.0  # far more than any call can take
     pool = concurrent.futures.ThreadPoolExecutor(plan.workers, thread_name_prefix=f"demo-{client}")
+    started = time.monotonic()
     try:
-        started = time.monotonic()
         for at, kind, what in events:  # bounded: len(PHASES) + plan.calls events
             delay = started + at - time.monotonic()
             if delay > 0:
@@ -342,11 +342,11 @@ def _drive(client: str, plan: Plan, server: FaultServer, call: Call) -> RunResul
         _, pending = concurrent.futures.wait(futures, timeout=drain)
         if pending:  # cannot happen with bounded timeouts; if it does, end the calls
             server.stop()
-    except BaseException:
-        server.stop()  # every call in flight ends at once
-        pool.shutdown(wait=True, cancel_futures=True)
+    except BaseException:  # Ctrl-C: end every call in flight at once
+        server.stop()
         raise
-    pool.shutdown(wait=True)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
     wall = time.monotonic() - started
     total = server.hits()
     upstream: Dict[str, int] = {}
@@ -354,7 +354,7 @@ def _drive(client: str, plan: Plan, server: FaultServer, call: Call) -> RunResul
         upto = phase_hits[i + 1][1] if i + 1 < len(phase_hits) else total
         upstream[name] = upto - hits
     results = [f.result() for f in futures if not f.cancelled()]
-    return RunResult(client, results, upstream, server.peak_in_flight, wall)
+    return RunResult(client, results, upstream, server.peak_in_flight, started, wall)
 
 
 def run_plain(plan: Plan) -> RunResult:
@@ -368,8 +368,7 @@ def run_resilient(plan: Plan, config: ClientConfig, log: _LibraryLog) -> RunResu
     log.clear()
     with FaultServer() as server, ResilientSession(config) as session:
         result = _drive("resilient", plan, server, _resilient_call(session))
-    started = time.monotonic() - result.wall
-    result.transitions = [(at - started, old, new) for at, old, new in log.transitions]
+    result.transitions = [(at - result.started, old, new) for at, old, new in log.transitions]
     result.retries = log.retries
     return result
 
@@ -433,6 +432,10 @@ def _table(plan: Plan, plain: RunResult, resilient: RunResult) -> List[str]:
     header = f"{'':<{width}}{'plain requests':>16}{'ResilientSession':>19}"
     lines = [header, "-" * len(header)]
     lines += [f"{label:<{width}}{a:>16}{b:>19}" for label, a, b in rows]
+    if max(plain.peak_in_flight, resilient.peak_in_flight) > plan.workers:
+        lines.append("(the upstream counts a hung request until it sees the client hang up, which it "
+                     "checks every 50 ms,")
+        lines.append(f" so its peak can read a little above the {plan.workers} threads)")
     return lines
 
 
@@ -460,12 +463,13 @@ def _explanation(plan: Plan, config: ClientConfig, plain: RunResult, resilient: 
         f"threads sat out the full {_seconds(plan.plain_timeout)} timeout on a dead connection while "
         f"the other calls queued behind them, so {plain.late(plan.late_after)} calls that did succeed "
         f"came back more than {_seconds(plan.late_after)} after they were due (p99 "
-        f"{plain.percentile(0.99):.1f} s) and up to {plain.peak_in_flight} requests hung upstream at "
-        f"once. ResilientSession sent {r_out}: the bulkhead let at most {bulkhead} calls wait on "
+        f"{plain.percentile(0.99):.1f} s). ResilientSession sent {r_out}: the bulkhead let at most {bulkhead} calls wait on "
         f"the upstream at a time (peak {resilient.peak_in_flight}), the breaker opened after "
-        f"{config.circuit_breaker.failure_threshold} failures in a row, and from then on "
-        f"{resilient.count(*FAILED_FAST)} calls failed fast without touching the network, "
-        f"except for one trial call every {_seconds(config.circuit_breaker.recovery_timeout)}; its "
+        f"{config.circuit_breaker.failure_threshold} failures in a row and, while open, let out only "
+        f"one trial call {_seconds(config.circuit_breaker.recovery_timeout)} after each opening; "
+        f"{resilient.count(*FAILED_FAST)} calls failed fast without touching the network "
+        f"({resilient.count(CIRCUIT_OPEN)} on the open breaker, {resilient.count(BULKHEAD_FULL)} on "
+        f"the full bulkhead), and its "
         f"threads stayed free (p99 {resilient.percentile(0.99):.2f} s). The price: calls due in the "
         f"outage fail at once instead of, for some, succeeding late; and right after the upstream "
         f"recovers they keep failing fast until the next trial call closes the breaker. In the "
@@ -478,8 +482,6 @@ def _explanation(plan: Plan, config: ClientConfig, plain: RunResult, resilient: 
 def run(quick: bool = False, seed: int = 1, json_line: bool = False,
         out: Optional[TextIO] = None) -> int:
     """Run the demo, print the report to ``out`` (default stdout); return the exit status."""
-    import sys
-
     out = out if out is not None else sys.stdout
     plan = make_plan(quick, seed)
     config = demo_config(plan)
@@ -492,8 +494,8 @@ def run(quick: bool = False, seed: int = 1, json_line: bool = False,
     run_s = 2 * plan.duration
     say(f"resilient_requests demo ({'--quick, every duration x0.25' if quick else 'full run'}, "
         f"seed {seed}): two runs of about {plan.duration:g} s each, {run_s:g} s in all.", "")
-    say("Upstream: a FaultServer on 127.0.0.1 (a fresh one for each client), "
-        f"GET {PATH}?n=<call>. Phases, in seconds from the start of each run:")
+    say(f"Upstream: a FaultServer on 127.0.0.1 (a fresh one for each client), GET {PATH}?n=<call>.",
+        "Phases, in seconds from the start of each run:")
     labels = {
         "healthy": f"healthy: ~{plan.error_rate:.0%} 503, ~{plan.slow_rate:.0%} slow "
                    f"({_seconds(plan.slow_delay)}), the rest fast 200s",
@@ -503,16 +505,18 @@ def run(quick: bool = False, seed: int = 1, json_line: bool = False,
     }
     for name, start, end in plan.phases():
         say(f"  {start:6.2f} - {end:6.2f}  {labels[name]}")
-    say(f"Load: {plan.calls} GET calls, one every {plan.interval * 1000:.0f} ms, on a "
+    say(*textwrap.wrap(
+        f"Load: {plan.calls} GET calls, one every {plan.interval * 1000:.0f} ms, on a "
         f"ThreadPoolExecutor(max_workers={plan.workers}); latency counts from when a call was due, "
-        "so waiting for a free thread counts.", "")
+        "so waiting for a free thread counts.", width=100), "")
     scaled = " (the full run's timeout=5, x0.25)" if quick else ""
-    say("Clients, one after the other:",
-        f"  plain requests: one requests.Session() for all threads, "
-        f"session.get(url, timeout={plan.plain_timeout:g}){scaled}",
-        "      -- a timeout like the one an average legacy script passes; many pass none, and would",
-        "      hang for as long as the upstream does.",
-        "  ResilientSession: one ResilientSession(config) for all threads, session.get(url), with")
+    say("Clients, one after the other:")
+    say(*textwrap.wrap(
+        f"plain requests: one requests.Session() for all threads, session.get(url, "
+        f"timeout={plan.plain_timeout:g}){scaled} -- a timeout like the one an average legacy "
+        "script passes; many pass none, and would hang for as long as the upstream does.",
+        width=100, initial_indent="  ", subsequent_indent="      "))
+    say("  ResilientSession: one ResilientSession(config) for all threads, session.get(url), with")
     say(*("    " + line for line in _config_lines(config)))
     say("")
 

@@ -59,8 +59,11 @@ class _Shared:
 
 
 def _logger_for(config: ClientConfig) -> logging.Logger:
+    """The library's logger; its level is set from the config only if nobody
+    chose one: the application's own setting wins, then the first session built."""
     logger = logging.getLogger(config.logging.logger_name)
-    logger.setLevel(config.logging.levelno)  # the last session built wins
+    if logger.level == logging.NOTSET:
+        logger.setLevel(config.logging.levelno)
     return logger
 
 

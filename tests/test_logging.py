@@ -64,3 +64,11 @@ def test_breaker_transitions_are_logged_once_each(fault_server, make_session, ca
     opened = [r for r in caplog.records if "-> open" in r.getMessage()]
     assert len(opened) == 1 and opened[0].levelno == logging.WARNING
     assert f"127.0.0.1:{fault_server.port}" in opened[0].getMessage()
+
+
+def test_an_applications_own_level_wins():
+    """A level the application set on the logger is not overridden by a session's config."""
+    logger = logging.getLogger("rr.test.app")
+    logger.setLevel(logging.ERROR)
+    with rr.ResilientSession(fast_config(logging=rr.LoggingConfig(level="DEBUG", logger_name="rr.test.app"))):
+        assert logger.level == logging.ERROR
