@@ -92,6 +92,11 @@ class ResilientSession(requests.Session):
         self._local = threading.local()
         self._default_timeout = (config.timeout.connect, config.timeout.read)
         self.verify = config.verify_ssl
+        if not config.verify_ssl:
+            self._pipeline.log.warning(
+                "TLS certificate verification is off for this session (verify_ssl=False)",
+                extra={"outcome": "verify_off"},
+            )
         if config.user_agent is not None:
             self.headers["User-Agent"] = config.user_agent
 

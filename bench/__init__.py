@@ -1,0 +1,1 @@
+"""Benchmarks and measured figures for resilient_requests (loopback only)."""

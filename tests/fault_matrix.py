@@ -1,0 +1,71 @@
+"""The fault matrix: each fault × method × raise_for_status → what the caller gets,
+how many requests the server received, and the time bound.
+
+``python -m tests.fault_matrix`` prints the table the README shows; a test
+checks that the README holds exactly this table.
+"""
+from __future__ import annotations
+
+from typing import Dict, List, Tuple
+
+from resilient_requests.testing import Fault, Hang, Reset, Trickle, Truncate, ok, status
+
+#: Method kinds: POST is the non-idempotent case; "POST+key" carries an Idempotency-Key.
+METHODS = ("GET", "PUT", "POST", "POST+key")
+
+#: The config every cell runs with (see test_fault_matrix.config()).
+READ_TIMEOUT, TOTAL, ATTEMPTS = 0.1, 0.8, 3
+
+_RETRIED = {"GET": ATTEMPTS, "PUT": ATTEMPTS, "POST": 1, "POST+key": ATTEMPTS}
+_ONCE = {method: 1 for method in METHODS}
+
+#: name → (fault or None for a closed port, expected outcome, requests received per method kind).
+#: An outcome is a status code or an exception class name from resilient_requests.
+FAULTS: Dict[str, Tuple[Fault | None, str, Dict[str, int]]] = {  # type: ignore[misc]
+    "OK after 50 ms": (ok(delay=0.05), "200", _ONCE),
+    "503": (status(503), "503", _RETRIED),
+    "429 with Retry-After: 0": (status(429, retry_after=0), "429", _RETRIED),
+    "reset before replying": (Reset(), "ConnectionError", _RETRIED),
+    "body cut short": (Truncate(b"partial", 1000), "ConnectionError", _RETRIED),
+    "trickle 1 byte / 50 ms": (Trickle(b"a", 0.05, 200), "DeadlineExceededError", _ONCE),
+    "hang until closed": (Hang(limit=10), "TimeoutError", _RETRIED),
+    "refused (port closed)": (None, "ConnectionError", {method: 0 for method in METHODS}),
+}
+
+_RAISED_FOR_STATUS = {"503": "ServerError", "429": "ClientError"}
+
+
+def expected(fault: str, method: str, raise_for_status: bool) -> Tuple[str, int]:
+    """The outcome and the number of requests the server received for one cell."""
+    _, outcome, hits = FAULTS[fault]
+    if raise_for_status:
+        outcome = _RAISED_FOR_STATUS.get(outcome, outcome)
+    return outcome, hits[method]
+
+
+def time_bound(fault: str) -> float:
+    """A generous bound on one cell's duration, in seconds."""
+    return TOTAL + 1.5 if FAULTS[fault][1] == "DeadlineExceededError" else 3.0
+
+
+def cells() -> List[Tuple[str, str, bool]]:
+    """Every (fault, method kind, raise_for_status) combination."""
+    return [(f, m, r) for f in FAULTS for m in METHODS for r in (False, True)]
+
+
+def markdown_table() -> str:
+    """The matrix as the README shows it: one row per fault, cells 'outcome ×requests'."""
+    head = "| fault | " + " | ".join(METHODS) + " | with `raise_for_status=True` |"
+    lines = [head, "|" + "---|" * (len(METHODS) + 2)]
+    for fault in FAULTS:
+        row = []
+        for method in METHODS:
+            outcome, hits = expected(fault, method, False)
+            row.append(f"{outcome} ×{hits}")
+        raised = expected(fault, "GET", True)[0]
+        lines.append(f"| {fault} | " + " | ".join(row) + f" | {raised if raised != FAULTS[fault][1] else 'same'} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(markdown_table())

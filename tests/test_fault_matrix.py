@@ -1,0 +1,68 @@
+"""Every fault × GET/PUT/POST (with and without Idempotency-Key) × raise_for_status."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+import resilient_requests as rr
+from resilient_requests.testing import refused_url
+
+from . import fault_matrix as matrix
+from .conftest import fast_config
+
+
+def config(raise_for_status: bool) -> rr.ClientConfig:
+    """Small timeouts and waits; a breaker that stays closed within one cell."""
+    cfg = fast_config(attempts=matrix.ATTEMPTS, threshold=100, raise_for_status=raise_for_status)
+    cfg.timeout = rr.TimeoutConfig(connect=1.0, read=matrix.READ_TIMEOUT, write=1.0, pool=1.0,
+                                   total=matrix.TOTAL)
+    return cfg
+
+
+# Most specific first: the name of the first class the error is an instance of.
+_CLASSES = ("DeadlineExceededError", "CircuitOpenError", "PoolTimeoutError", "TimeoutError",
+            "ServerError", "ClientError", "ConnectionError")
+
+
+def outcome_of(call) -> str:
+    """A status code, or the name of the library's exception class the call raised."""
+    try:
+        return str(call().status_code)
+    except rr.APIError as error:
+        return next(name for name in _CLASSES if isinstance(error, getattr(rr, name)))
+
+
+@pytest.mark.parametrize(("fault", "method", "raise_for_status"), matrix.cells())
+def test_cell(fault_server, fault, method, raise_for_status):
+    """One cell: the outcome, the requests the server received, and the time bound."""
+    fault_obj = matrix.FAULTS[fault][0]
+    if fault_obj is None:
+        url = refused_url("/cell")
+    else:
+        fault_server.route("/cell", fault_obj)
+        url = fault_server.url("/cell")
+    verb, _, keyed = method.partition("+")
+    headers = {"Idempotency-Key": "cell-1"} if keyed else {}
+    want, want_hits = matrix.expected(fault, method, raise_for_status)
+    started = time.monotonic()
+    with rr.ResilientSession(config(raise_for_status)) as session:
+        got = outcome_of(lambda: session.request(verb, url, data=b"payload", headers=headers))
+    elapsed = time.monotonic() - started
+    assert got == want
+    assert fault_server.hits("/cell") == want_hits
+    assert elapsed < matrix.time_bound(fault)
+
+
+def test_post_without_key_reaches_the_server_at_most_once_in_every_cell():
+    """The matrix itself never expects a plain POST to be sent twice."""
+    for fault in matrix.FAULTS:
+        for raise_for_status in (False, True):
+            assert matrix.expected(fault, "POST", raise_for_status)[1] <= 1
+
+
+def test_readme_shows_this_matrix():
+    """The README's Reliability section holds the table generated from this matrix."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    assert matrix.markdown_table() in readme
