@@ -19,8 +19,8 @@
 from __future__ import annotations
 
 import logging
+import os
 import time
-import uuid
 from typing import Any, Dict, List, Mapping, Optional
 
 import requests
@@ -77,7 +77,7 @@ class Call:
 
     def __init__(self, pipeline: Pipeline, total: Optional[float]) -> None:
         self.pipeline = pipeline
-        self.request_id = uuid.uuid4().hex if pipeline.config.logging.include_request_id else None
+        self.request_id = os.urandom(16).hex() if pipeline.config.logging.include_request_id else None
         self.deadline: Optional[deadlines.Deadline] = None
         if total is not None:
             self.deadline = deadlines.Deadline(total)

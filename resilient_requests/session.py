@@ -12,15 +12,18 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import re
 import threading
 from typing import Any, Callable, Dict, Iterator, Mapping, Optional
 
 import requests
 from requests.adapters import BaseAdapter
+from requests.sessions import merge_setting
 
 from .breaker import CircuitState
 from .config import ClientConfig
+from .environment import ProxyCache
 from .exceptions import error_for_status
 from .pipeline import Call, Pipeline, describe
 from .transport import ResilientAdapter
@@ -90,6 +93,7 @@ class ResilientSession(requests.Session):
             self.mount("https://", ResilientAdapter(config.timeout, config.bulkhead))
             self.mount("http://", ResilientAdapter(config.timeout, config.bulkhead))
         self._local = threading.local()
+        self._proxy_cache = ProxyCache()
         self._default_timeout = (config.timeout.connect, config.timeout.read)
         self.verify = config.verify_ssl
         if not config.verify_ssl:
@@ -105,6 +109,7 @@ class ResilientSession(requests.Session):
         super().__setstate__(state)
         self._pipeline = Pipeline(self.config, _logger_for(self.config))
         self._local = threading.local()
+        self._proxy_cache = ProxyCache()
         self._default_timeout = (self.config.timeout.connect, self.config.timeout.read)
 
     # -- the resilient call --
@@ -194,6 +199,28 @@ class ResilientSession(requests.Session):
         """OPTIONS, following redirects as ``config.follow_redirects`` says unless told."""
         kwargs.setdefault("allow_redirects", self.config.follow_redirects)
         return self.request("OPTIONS", url, **kwargs)
+
+    def merge_environment_settings(
+        self, url: str, proxies: Any, stream: Any, verify: Any, cert: Any,
+    ) -> Dict[str, Any]:
+        """requests' own merge, with the environment's proxies looked up once per
+        origin (see :mod:`.environment`) instead of on every call. The steps and
+        their order are requests' ``Session.merge_environment_settings``; we
+        re-state them because the lookup is a module function it calls inline."""
+        if self.trust_env:
+            no_proxy = proxies.get("no_proxy") if proxies is not None else None
+            env_proxies = self._proxy_cache.environ_proxies(url, no_proxy)
+            if proxies is not None:
+                for key, value in env_proxies.items():
+                    proxies.setdefault(key, value)
+            if verify is True or verify is None:
+                verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or verify
+        return {
+            "proxies": merge_setting(proxies, self.proxies),
+            "stream": merge_setting(stream, self.stream),
+            "verify": merge_setting(verify, self.verify),
+            "cert": merge_setting(cert, self.cert),
+        }
 
     # -- introspection --
     def circuit_state(self, url: str) -> CircuitState:
