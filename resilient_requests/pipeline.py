@@ -145,8 +145,11 @@ class _Hop(Attempts):
             deadlines.activate(deadline)
         try:
             response = self.adapter.send(self.request, **self.kwargs)
-            if not self.stream:
-                response.content  # noqa: B018 - read the body inside the attempt
+            if not self.stream and not response.is_redirect:
+                # Read the body inside the attempt, so a body cut short can be
+                # retried. A redirect's body is left to requests, which drains
+                # it leniently (a bad encoding there must not stop the redirect).
+                response.content  # noqa: B018
         except Exception as exc:
             if deadline is not None and deadline.expired:
                 self.origin.breaker.record(trial, True)

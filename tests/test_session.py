@@ -219,3 +219,10 @@ def test_retry_error_from_a_callers_own_adapter_passes_through(fault_server, mak
         session.get(fault_server.url("/x"))
     assert type(got.value) is requests.exceptions.RetryError
     assert fault_server.hits("/x") == 2
+
+
+def test_a_redirect_with_a_broken_body_is_still_followed(fault_server, make_session):
+    """A 302 whose body claims gzip but is not is followed, as requests does."""
+    fault_server.route("/old", Reply(302, b"not gzip at all", {"Location": "/new", "Content-Encoding": "gzip"}))
+    fault_server.route("/new", ok("new"))
+    assert make_session().get(fault_server.url("/old")).text == "new"
