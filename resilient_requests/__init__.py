@@ -47,6 +47,15 @@ from .config import (
     RetryConfig,
     TimeoutConfig,
 )
+from .events import (
+    AttemptFailed,
+    BreakerStateChanged,
+    BulkheadRejected,
+    CallFinished,
+    CallShortCircuited,
+    Listener,
+    RetryScheduled,
+)
 from .exceptions import (
     APIError,
     AuthenticationError,
@@ -82,6 +91,8 @@ __all__ = [
     "TimeoutError", "configure", "create_resilient_client", "delete", "exceptions", "get",
     "get_batch_processing_config", "get_default_config", "get_fast_microservice_config", "get_high_latency_config", "head",
     "options", "patch", "post", "preset", "put", "request", "session",
+    "Listener", "RetryScheduled", "AttemptFailed", "BreakerStateChanged", "CallShortCircuited",
+    "BulkheadRejected", "CallFinished",
     "codes", "Request", "Response", "PreparedRequest", "RequestException", "HTTPError", "Timeout",
     "ConnectTimeout", "ReadTimeout", "TooManyRedirects", "URLRequired", "JSONDecodeError",
 ]

@@ -26,9 +26,10 @@ from typing import Any, Optional, Sequence
 import pybreaker
 
 from .config import CircuitBreakerConfig
+from .events import BreakerStateChanged, Events
 from .exceptions import CircuitOpenError
 
-__all__ = ["CircuitState", "OriginBreaker", "TransitionLog"]
+__all__ = ["CircuitState", "OriginBreaker", "TransitionLog", "BreakerEvents"]
 
 
 class CircuitState(str, enum.Enum):
@@ -164,6 +165,27 @@ class OriginBreaker:
         if state == pybreaker.STATE_HALF_OPEN:
             return self._trial_in_flight
         return self._seconds_left_open() > 0
+
+
+_NAMES = {
+    pybreaker.STATE_CLOSED: CircuitState.CLOSED.value,
+    pybreaker.STATE_OPEN: CircuitState.OPEN.value,
+    pybreaker.STATE_HALF_OPEN: CircuitState.HALF_OPEN.value,
+}
+
+
+class BreakerEvents(pybreaker.CircuitBreakerListener):
+    """Turns pybreaker's state changes into :class:`~.events.BreakerStateChanged` events."""
+
+    def __init__(self, events: Events) -> None:
+        self._events = events
+
+    def state_change(self, cb: pybreaker.CircuitBreaker, old_state: Any, new_state: Any) -> None:
+        if self._events.listeners:
+            old = _NAMES.get(old_state.name, old_state.name) if old_state is not None else "none"
+            self._events.emit("breaker_state_changed", BreakerStateChanged(
+                str(cb.name), old, _NAMES.get(new_state.name, new_state.name),
+            ))
 
 
 class TransitionLog(pybreaker.CircuitBreakerListener):

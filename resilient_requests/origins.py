@@ -6,11 +6,12 @@ import threading
 from typing import Dict, Iterator, Optional
 from urllib.parse import urlsplit
 
-from .breaker import OriginBreaker, TransitionLog
+from .breaker import BreakerEvents, OriginBreaker, TransitionLog
 from .budget import RetryBudget
 from .config import ClientConfig
+from .events import Events
 
-__all__ = ["origin_of", "loggable_url", "OriginState", "Origins"]
+__all__ = ["origin_of", "loggable_url", "OriginState", "Origins", "COUNTERS"]
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 _ORIGINS: Dict[str, str] = {}
@@ -53,23 +54,43 @@ def loggable_url(url: str) -> str:
     return f"{scheme}://{host}{f':{port}' if port else ''}{path}"
 
 
-class OriginState:
-    """What one session keeps per origin: its breaker and its retry budget."""
+#: The counters of :meth:`OriginState.snapshot`, in order.
+COUNTERS = ("calls", "successes", "failures", "retries", "short_circuited", "rejected")
 
-    __slots__ = ("origin", "breaker", "budget")
+
+class OriginState:
+    """What one session keeps per origin: its breaker, its retry budget, its counters."""
+
+    __slots__ = ("origin", "breaker", "budget", "_counts", "_lock")
 
     def __init__(self, origin: str, breaker: OriginBreaker, budget: Optional[RetryBudget]) -> None:
         self.origin = origin
         self.breaker = breaker
         self.budget = budget
+        self._counts = dict.fromkeys(COUNTERS, 0)
+        self._lock = threading.Lock()
+
+    def count(self, *names: str) -> None:
+        """Add one to each named counter."""
+        with self._lock:
+            counts = self._counts
+            for name in names:
+                counts[name] += 1
+
+    def snapshot(self) -> Dict[str, object]:
+        """The counters and the breaker's state, as plain values."""
+        with self._lock:
+            counts: Dict[str, object] = dict(self._counts)
+        counts["breaker_state"] = self.breaker.state.value
+        return counts
 
 
 class Origins:
     """One :class:`OriginState` per origin, made on first use; thread-safe."""
 
-    def __init__(self, config: ClientConfig, logger: logging.Logger) -> None:
+    def __init__(self, config: ClientConfig, logger: logging.Logger, events: Events) -> None:
         self._config = config
-        self._listeners = (TransitionLog(logger),)
+        self._listeners = (TransitionLog(logger), BreakerEvents(events))
         self._states: Dict[str, OriginState] = {}
         self._lock = threading.Lock()
 

@@ -31,7 +31,15 @@ from . import deadline as deadlines
 from .bulkhead import Bulkhead
 from .config import IDEMPOTENT_METHODS, ClientConfig
 from .errors import RetryWhen, Verdict, classify, to_raise
-from .exceptions import CircuitOpenError, DeadlineExceededError
+from .events import (
+    AttemptFailed,
+    BulkheadRejected,
+    CallFinished,
+    CallShortCircuited,
+    Events,
+    RetryScheduled,
+)
+from .exceptions import CircuitOpenError, DeadlineExceededError, PoolTimeoutError
 from .origins import Origins, OriginState, loggable_url
 from .retry import Attempts, Outcome, RetryLoop, retry_after_seconds
 
@@ -49,34 +57,79 @@ class Pipeline:
     def __init__(self, config: ClientConfig, logger: logging.Logger) -> None:
         self.config = config
         self.log = logger
+        self.events = Events(logger)
         self.bulkhead = Bulkhead(config.bulkhead)
-        self.origins = Origins(config, logger)
+        self.origins = Origins(config, logger, self.events)
         self.retry = RetryLoop(config.retry)
         self.failure_statuses = config.circuit_breaker.failure_statuses
         self.retry_statuses = config.retry.retry_on_status
 
-    def start(self, url: str, total: Optional[float]) -> "Call":
+    def start(self, method: str, url: str, total: Optional[float]) -> "Call":
         """Begin a call to ``url``: fail fast if its origin's breaker is open
         (before requests prepares anything), then take a bulkhead slot (layer 1)
         and start the deadline, if any."""
-        self.origins.get(url).breaker.check()
-        self.bulkhead.acquire()
-        return Call(self, total)
+        state = self.origins.get(url)
+        try:
+            state.breaker.check()
+        except CircuitOpenError as error:
+            state.count("short_circuited")
+            if self.events.listeners:
+                self.events.emit("call_short_circuited", CallShortCircuited(
+                    state.origin, method, loggable_url(url), error.retry_after))
+            raise
+        try:
+            self.bulkhead.acquire()
+        except PoolTimeoutError:
+            state.count("rejected")
+            if self.events.listeners:
+                self.events.emit("bulkhead_rejected", BulkheadRejected(
+                    state.origin, method, loggable_url(url), self.bulkhead.capacity))
+            raise
+        return Call(self, state, method, url, total)
 
-    def finish(self, call: "Call") -> None:
-        """End a call: stop its deadline and give its bulkhead slot back."""
+    def finish(self, call: "Call", response: Optional[requests.Response],
+               error: Optional[BaseException]) -> None:
+        """End a call: stop its deadline, give its bulkhead slot back, count it."""
         if call.deadline is not None:
             deadlines.WATCHDOG.cancel(call.deadline)
         self.bulkhead.release()
+        if isinstance(error, CircuitOpenError):
+            outcome = "short_circuited"
+        elif error is not None or (response is not None and response.status_code in self.failure_statuses):
+            outcome = "failure"
+        else:
+            outcome = "success"
+        state = call.origin
+        state.count("calls", "successes" if outcome == "success" else "failures",
+                    *(("short_circuited",) if outcome == "short_circuited" else ()))
+        if self.events.listeners:
+            self.events.emit("call_finished", CallFinished(
+                state.origin, call.method, loggable_url(call.url), call.request_id,
+                response.status_code if response is not None else None, error,
+                call.attempts, time.monotonic() - call.started, outcome,
+            ))
+
+    def stats(self) -> Dict[str, Any]:
+        """Counters per origin, breaker states and the bulkhead, as plain values."""
+        return {
+            "bulkhead": {"capacity": self.bulkhead.capacity, "in_use": self.bulkhead.in_use},
+            "origins": {state.origin: state.snapshot() for state in self.origins},
+        }
 
 
 class Call:
     """One caller's call on one thread: what its hops share."""
 
-    __slots__ = ("pipeline", "request_id", "deadline")
+    __slots__ = ("pipeline", "origin", "method", "url", "request_id", "deadline", "started", "attempts")
 
-    def __init__(self, pipeline: Pipeline, total: Optional[float]) -> None:
+    def __init__(self, pipeline: Pipeline, origin: OriginState, method: str, url: str,
+                 total: Optional[float]) -> None:
         self.pipeline = pipeline
+        self.origin = origin
+        self.method = method
+        self.url = url
+        self.started = time.monotonic()
+        self.attempts = 0
         self.request_id = os.urandom(16).hex() if pipeline.config.logging.include_request_id else None
         self.deadline: Optional[deadlines.Deadline] = None
         if total is not None:
@@ -95,6 +148,7 @@ class _Hop(Attempts):
 
     def __init__(self, call: Call, adapter: BaseAdapter,
                  request: requests.PreparedRequest, kwargs: Mapping[str, Any]) -> None:
+        self.call = call
         self.pipeline = pipeline = call.pipeline
         self.deadline = call.deadline
         self.adapter = adapter
@@ -127,11 +181,19 @@ class _Hop(Attempts):
                 self.last.response.close()  # give the discarded response's connection back
             if isinstance(getattr(self.request, "_body_position", None), int):
                 rewind_body(self.request)  # a file body: back to where it started
+        self.call.attempts += 1
         outcome = self._send(trial)
         if outcome.retry and self.origin.breaker.is_open():
             outcome.retry = False
         outcome.attempts = self
         self.last = outcome
+        if self.pipeline.events.listeners and (outcome.error is not None or outcome.retry or (
+                outcome.response is not None and outcome.response.status_code in self.pipeline.failure_statuses)):
+            self.pipeline.events.emit("attempt_failed", AttemptFailed(
+                self.origin.origin, self.request.method or "", loggable_url(self.request.url or ""),
+                self.request.headers.get("X-Request-ID"), self.call.attempts, outcome.reason,
+                outcome.response.status_code if outcome.response is not None else None, outcome.error,
+            ))
         return outcome
 
     def _send(self, trial: bool) -> Outcome:
@@ -230,6 +292,13 @@ class _Hop(Attempts):
             )
 
     def before_wait(self, tries: int, wait: float, outcome: Outcome) -> None:
+        self.origin.count("retries")
+        events = self.pipeline.events
+        if events.listeners:
+            events.emit("retry_scheduled", RetryScheduled(
+                self.origin.origin, self.request.method or "", loggable_url(self.request.url or ""),
+                self.request.headers.get("X-Request-ID"), tries, wait, outcome.reason,
+            ))
         log = self.pipeline.log
         if log.isEnabledFor(logging.WARNING):
             request_id = self.request.headers.get("X-Request-ID", "-")

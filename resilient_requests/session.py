@@ -113,7 +113,8 @@ class ResilientSession(requests.Session):
         self._default_timeout = (self.config.timeout.connect, self.config.timeout.read)
 
     # -- the resilient call --
-    def _call(self, url: str, run: Callable[[], requests.Response], deadline: Any = None) -> requests.Response:
+    def _call(self, method: str, url: str, run: Callable[[], requests.Response],
+              deadline: Any = None) -> requests.Response:
         """Run ``run`` as one call: layer 1 and the fail-fast checks around it.
 
         ``request()`` enters here before requests prepares anything, so an open
@@ -125,13 +126,16 @@ class ResilientSession(requests.Session):
         if getattr(local, "call", None) is not None:
             return run()
         pipeline = self._pipeline
-        call = pipeline.start(url, self._total(deadline))
+        call = pipeline.start(method, url, self._total(deadline))
         local.call = call
         try:
             response = run()
-        finally:
+        except BaseException as error:
             local.call = None
-            pipeline.finish(call)
+            pipeline.finish(call, None, error)
+            raise
+        local.call = None
+        pipeline.finish(call, response, None)
         if self.config.raise_for_status:
             error = error_for_status(response)
             if error is not None:
@@ -151,7 +155,8 @@ class ResilientSession(requests.Session):
         deadline = kwargs.pop("deadline", None)
         if kwargs.get("timeout") is None:
             kwargs["timeout"] = self._default_timeout
-        return self._call(request.url or "", lambda: self._send_in_call(request, kwargs), deadline)
+        return self._call(request.method or "", request.url or "",
+                          lambda: self._send_in_call(request, kwargs), deadline)
 
     def _send_in_call(self, request: requests.PreparedRequest, kwargs: Dict[str, Any]) -> requests.Response:
         request_id = self._local.call.request_id
@@ -188,7 +193,7 @@ class ResilientSession(requests.Session):
             url = url.decode("utf-8")
         url = self.absolute_url(url if isinstance(url, str) else str(url))
         parent = super()
-        return self._call(url, lambda: parent.request(method, url, *args, **kwargs), deadline)
+        return self._call(method.upper(), url, lambda: parent.request(method, url, *args, **kwargs), deadline)
 
     def get(self, url: Any, **kwargs: Any) -> requests.Response:  # type: ignore[override]
         """GET, following redirects as ``config.follow_redirects`` says unless told."""
@@ -226,6 +231,20 @@ class ResilientSession(requests.Session):
     def circuit_state(self, url: str) -> CircuitState:
         """The state of the breaker for ``url``'s origin."""
         return self._pipeline.origins.get(self.absolute_url(url)).breaker.state
+
+    def add_listener(self, listener: Any) -> None:
+        """Register an observability listener (see :class:`resilient_requests.Listener`)."""
+        self._pipeline.events.add(listener)
+
+    def remove_listener(self, listener: Any) -> None:
+        """Unregister a listener."""
+        self._pipeline.events.remove(listener)
+
+    def stats(self) -> Dict[str, Any]:
+        """A snapshot: per origin the calls, successes, failures, retries,
+        short-circuited and rejected calls and the breaker's state; and the
+        bulkhead's capacity and slots in use. Cheap: a few dictionary copies."""
+        return self._pipeline.stats()
 
     def describe(self) -> Mapping[str, Any]:
         """The resilience layers, outermost first, with their settings."""

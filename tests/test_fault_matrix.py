@@ -13,10 +13,10 @@ from . import fault_matrix as matrix
 from .conftest import fast_config
 
 
-def config(raise_for_status: bool) -> rr.ClientConfig:
+def config(fault: str, raise_for_status: bool) -> rr.ClientConfig:
     """Small timeouts and waits; a breaker that stays closed within one cell."""
     cfg = fast_config(attempts=matrix.ATTEMPTS, threshold=100, raise_for_status=raise_for_status)
-    cfg.timeout = rr.TimeoutConfig(connect=1.0, read=matrix.READ_TIMEOUT, write=1.0, pool=1.0,
+    cfg.timeout = rr.TimeoutConfig(connect=1.0, read=matrix.read_timeout(fault), write=1.0, pool=1.0,
                                    total=matrix.TOTAL)
     return cfg
 
@@ -47,7 +47,7 @@ def test_cell(fault_server, fault, method, raise_for_status):
     headers = {"Idempotency-Key": "cell-1"} if keyed else {}
     want, want_hits = matrix.expected(fault, method, raise_for_status)
     started = time.monotonic()
-    with rr.ResilientSession(config(raise_for_status)) as session:
+    with rr.ResilientSession(config(fault, raise_for_status)) as session:
         got = outcome_of(lambda: session.request(verb, url, data=b"payload", headers=headers))
     elapsed = time.monotonic() - started
     assert got == want

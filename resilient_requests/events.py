@@ -1,0 +1,150 @@
+"""Observability hooks: what happened, as small frozen events, to plain listeners.
+
+A listener is any object with some of the methods of :class:`Listener`; each
+receives one event. Listeners never break a call: an exception raised by one is
+logged (with its traceback) and swallowed. With no listener registered, a call
+pays only an empty-tuple check.
+
+::
+
+    class Metrics(resilient_requests.Listener):
+        def call_finished(self, event):
+            statsd.timing(f"http.{event.origin}.{event.outcome}", event.elapsed)
+
+    session.add_listener(Metrics())
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from typing import Any, Optional, Tuple
+
+__all__ = [
+    "Listener", "Events",
+    "RetryScheduled", "AttemptFailed", "BreakerStateChanged", "CallShortCircuited",
+    "BulkheadRejected", "CallFinished",
+]
+
+
+@dataclass(frozen=True)
+class RetryScheduled:
+    """An attempt failed and the call will try again after ``wait`` seconds."""
+
+    origin: str
+    method: str
+    url: str  # without query string or credentials
+    request_id: Optional[str]
+    attempt: int  # the attempt that failed (1 = the first)
+    wait: float
+    reason: str
+
+
+@dataclass(frozen=True)
+class AttemptFailed:
+    """One attempt ended in a failure (a transport error or a retryable/failure status)."""
+
+    origin: str
+    method: str
+    url: str
+    request_id: Optional[str]
+    attempt: int
+    reason: str
+    status: Optional[int]
+    exception: Optional[BaseException]
+
+
+@dataclass(frozen=True)
+class BreakerStateChanged:
+    """An origin's breaker moved from ``old`` to ``new`` ("closed", "open", "half_open")."""
+
+    origin: str
+    old: str
+    new: str
+
+
+@dataclass(frozen=True)
+class CallShortCircuited:
+    """A call failed fast on an open breaker, without network I/O."""
+
+    origin: str
+    method: str
+    url: str
+    retry_after: float
+
+
+@dataclass(frozen=True)
+class BulkheadRejected:
+    """A call found no free bulkhead slot in time, and sent nothing."""
+
+    origin: str
+    method: str
+    url: str
+    capacity: int
+
+
+@dataclass(frozen=True)
+class CallFinished:
+    """A call ended: with a response (``status``) or an ``exception``."""
+
+    origin: str
+    method: str
+    url: str
+    request_id: Optional[str]
+    status: Optional[int]
+    exception: Optional[BaseException]
+    attempts: int
+    elapsed: float  # seconds, bulkhead wait included
+    outcome: str  # "success", "failure", "short_circuited" or "rejected"
+
+
+class Listener:
+    """Base class with every hook as a no-op; override the ones you need."""
+
+    def retry_scheduled(self, event: RetryScheduled) -> None:
+        """An attempt failed; the call waits ``event.wait`` seconds and tries again."""
+
+    def attempt_failed(self, event: AttemptFailed) -> None:
+        """An attempt failed."""
+
+    def breaker_state_changed(self, event: BreakerStateChanged) -> None:
+        """An origin's breaker changed state."""
+
+    def call_short_circuited(self, event: CallShortCircuited) -> None:
+        """A call failed fast on an open breaker."""
+
+    def bulkhead_rejected(self, event: BulkheadRejected) -> None:
+        """A call found the bulkhead full."""
+
+    def call_finished(self, event: CallFinished) -> None:
+        """A call ended."""
+
+
+class Events:
+    """Delivers events to the listeners of one session."""
+
+    def __init__(self, logger: logging.Logger) -> None:
+        self._log = logger
+        self._lock = threading.Lock()
+        self.listeners: Tuple[Any, ...] = ()
+
+    def add(self, listener: Any) -> None:
+        """Register ``listener`` (any object with some of :class:`Listener`'s methods)."""
+        with self._lock:
+            self.listeners = (*self.listeners, listener)
+
+    def remove(self, listener: Any) -> None:
+        """Unregister ``listener``."""
+        with self._lock:
+            self.listeners = tuple(x for x in self.listeners if x is not listener)
+
+    def emit(self, hook: str, event: Any) -> None:
+        """Call ``hook(event)`` on every listener that has it; log and swallow errors."""
+        for listener in self.listeners:
+            method = getattr(listener, hook, None)
+            if method is None:
+                continue
+            try:
+                method(event)
+            except Exception:
+                self._log.warning("listener %r failed in %s; ignored", listener, hook, exc_info=True)
