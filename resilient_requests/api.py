@@ -22,7 +22,8 @@ _shared: Optional[_Shared] = None
 
 
 def configure(config: Optional[ClientConfig] = None) -> None:
-    """Use ``config`` (default: ``ClientConfig()``) for module-level calls from now
+    """Use ``config`` (default: ``ClientConfig()``; before the first call or
+    ``configure()``, the module reads ``ClientConfig.from_env()``) for module-level calls from now
     on, with fresh breakers, bulkhead and pools. Calls in flight finish on the old ones."""
     global _shared
     if config is not None and not isinstance(config, ClientConfig):
@@ -37,7 +38,7 @@ def _current() -> _Shared:
     if shared is None:
         with _lock:
             if _shared is None:
-                _shared = _Shared(ClientConfig())
+                _shared = _Shared(ClientConfig.from_env())  # RESILIENT_REQUESTS_* variables
             shared = _shared
     return shared
 

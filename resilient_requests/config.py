@@ -242,6 +242,27 @@ class ClientConfig:
         if self.user_agent is not None and not isinstance(self.user_agent, str):
             raise TypeError(f"ClientConfig.user_agent must be a str or None, got {self.user_agent!r}")
 
+    @classmethod
+    def from_dict(cls, data: Any) -> "ClientConfig":
+        """From a nested mapping (``preset`` + overrides); see :mod:`.config_sources`."""
+        from .config_sources import from_dict
+
+        return from_dict(data)
+
+    @classmethod
+    def from_env(cls, prefix: str = "RESILIENT_REQUESTS_", environ: Any = None) -> "ClientConfig":
+        """From ``PREFIX*`` variables (``os.environ`` by default); see :mod:`.config_sources`."""
+        from .config_sources import from_env
+
+        return from_env(prefix, environ)
+
+    @classmethod
+    def from_file(cls, path: Any) -> "ClientConfig":
+        """From a ``.json`` or ``.toml`` file; see :mod:`.config_sources`."""
+        from .config_sources import from_file
+
+        return from_file(path)
+
     def replace(self, **changes: Any) -> "ClientConfig":
         """A copy with ``changes`` applied (and checked)."""
         from dataclasses import replace
