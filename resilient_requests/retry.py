@@ -20,6 +20,7 @@ from urllib3.util.retry import Retry
 
 from .config import RetryConfig
 from .errors import Verdict
+from .testmode import MODE
 
 __all__ = ["Outcome", "RetryLoop", "waits", "retry_after_seconds"]
 
@@ -78,13 +79,15 @@ def waits(
             wait = min(outcome.retry_after, max_wait)
         else:
             wait = backoff.full_jitter(computed) if full_jitter else computed
+        if not MODE.waits:
+            wait = 0.0  # test mode: attempts count, nobody sleeps
         if outcome is not None and outcome.attempts is not None and not outcome.attempts.may_wait(wait, outcome):
             return  # backoff gives up on StopIteration: the call ends with this outcome
         outcome = yield wait
 
 
 def _try_again(outcome: Outcome) -> bool:
-    return outcome.retry
+    return outcome.retry and MODE.retries
 
 
 def _run_attempt(call: "Attempts") -> Outcome:

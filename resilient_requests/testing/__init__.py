@@ -1,12 +1,15 @@
 """Test helpers for code that uses resilient_requests: a fault-injecting HTTP
 server on 127.0.0.1 (:class:`FaultServer`) and the faults it plays.
 
-With the package installed, pytest gets a ``fault_server`` fixture.
+With the package installed, pytest gets the fixtures ``fault_server``,
+``resilient_no_waits`` and ``resilient_no_retries``; :func:`no_waits` and
+:func:`no_retries` are the same switches as context managers.
 """
 from .faults import Echo, Fault, Hang, Hold, Reply, Reset, Trickle, Truncate, ok, redirect, status
+from ..testmode import no_retries, no_waits, set_testing
 from .server import FaultServer, SeenRequest, refused_url
 
 __all__ = [
-    "FaultServer", "SeenRequest", "refused_url",
+    "FaultServer", "SeenRequest", "refused_url", "no_waits", "no_retries", "set_testing",
     "Fault", "Reply", "ok", "status", "redirect", "Echo", "Reset", "Truncate", "Trickle", "Hang", "Hold",
 ]

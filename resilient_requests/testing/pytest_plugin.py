@@ -1,10 +1,11 @@
-"""pytest plugin (entry point ``pytest11``): the ``fault_server`` fixture."""
+"""pytest plugin (entry point ``pytest11``): ``fault_server`` and the test-mode fixtures."""
 from __future__ import annotations
 
 from typing import Iterator
 
 import pytest
 
+from ..testmode import no_retries, no_waits
 from .server import FaultServer
 
 
@@ -13,3 +14,17 @@ def fault_server() -> Iterator[FaultServer]:
     """A started :class:`FaultServer` on 127.0.0.1, stopped after the test."""
     with FaultServer() as server:
         yield server
+
+
+@pytest.fixture
+def resilient_no_waits() -> Iterator[None]:
+    """Waits between attempts are 0 s during the test; attempts still count."""
+    with no_waits():
+        yield
+
+
+@pytest.fixture
+def resilient_no_retries() -> Iterator[None]:
+    """Every call makes one attempt during the test."""
+    with no_retries():
+        yield
