@@ -29,7 +29,7 @@ from .config import CircuitBreakerConfig
 from .events import BreakerStateChanged, Events
 from .exceptions import CircuitOpenError
 
-__all__ = ["CircuitState", "OriginBreaker", "TransitionLog", "BreakerEvents"]
+__all__ = ["CircuitState", "LocalState", "OriginBreaker", "TransitionLog", "BreakerEvents"]
 
 
 class CircuitState(str, enum.Enum):
@@ -47,6 +47,51 @@ _STATES = {
 }
 
 
+class LocalState(pybreaker.CircuitMemoryStorage):
+    """pybreaker's in-memory storage plus the half-open trial slot: the state of
+    one origin in one process. :mod:`.shared_state` offers the same methods
+    over Redis; :class:`OriginBreaker` calls them holding its own lock."""
+
+    def __init__(self) -> None:
+        super().__init__(pybreaker.STATE_CLOSED)
+        self._trial = False
+
+    def refusal(self, recovery_timeout: float) -> Optional[float]:
+        """``None`` if an attempt would be admitted now, else the seconds until
+        one would be (0.0 while another caller's trial is in flight)."""
+        state = self.state
+        if state == pybreaker.STATE_CLOSED:
+            return None
+        if state == pybreaker.STATE_HALF_OPEN:
+            return 0.0 if self._trial else None
+        left = _seconds_left(self.opened_at, recovery_timeout)
+        return left if left > 0 else None
+
+    def claim_trial(self, recovery_timeout: float) -> Optional[float]:
+        """Take the trial slot if the breaker may try: ``None`` when taken, else
+        as :meth:`refusal`. Called only when the breaker is not closed."""
+        refused = self.refusal(recovery_timeout)
+        if refused is None:
+            self._trial = True
+        return refused
+
+    def end_trial(self) -> None:
+        """Free the trial slot."""
+        self._trial = False
+
+    def record_failure(self, threshold: int) -> bool:
+        """Count a failure while closed; whether the threshold is reached."""
+        self.increment_counter()
+        return self.counter >= threshold
+
+
+def _seconds_left(opened_at: Optional[datetime], recovery_timeout: float) -> float:
+    if opened_at is None:
+        return 0.0
+    elapsed = (datetime.now(timezone.utc) - opened_at).total_seconds()
+    return max(0.0, recovery_timeout - elapsed)
+
+
 class OriginBreaker:
     """The breaker of one origin: ``admit()`` before an attempt, ``record()`` after."""
 
@@ -55,9 +100,10 @@ class OriginBreaker:
         origin: str,
         config: CircuitBreakerConfig,
         listeners: Sequence[pybreaker.CircuitBreakerListener] = (),
+        storage: Optional[LocalState] = None,
     ) -> None:
         self.origin = origin
-        self._storage = pybreaker.CircuitMemoryStorage(pybreaker.STATE_CLOSED)
+        self._storage = storage if storage is not None else LocalState()
         self._breaker = pybreaker.CircuitBreaker(
             fail_max=config.failure_threshold,
             reset_timeout=config.recovery_timeout,
@@ -65,8 +111,8 @@ class OriginBreaker:
             listeners=list(listeners),
             name=origin,
         )
+        self._recovery = config.recovery_timeout
         self._lock = threading.Lock()
-        self._trial_in_flight = False
 
     @property
     def state(self) -> CircuitState:
@@ -79,25 +125,14 @@ class OriginBreaker:
         """Consecutive failures recorded while closed."""
         return int(self._storage.counter)
 
-    def _seconds_left_open(self) -> float:
-        opened_at = self._storage.opened_at
-        if opened_at is None:
-            return 0.0
-        elapsed = (datetime.now(timezone.utc) - opened_at).total_seconds()
-        return max(0.0, self._breaker.reset_timeout - elapsed)
-
     def check(self) -> None:
         """Raise ``CircuitOpenError`` if an attempt would be refused now (no state change)."""
         if self._storage.state == pybreaker.STATE_CLOSED:
             return
         with self._lock:
-            if self._storage.state == pybreaker.STATE_HALF_OPEN:
-                if self._trial_in_flight:
-                    raise self._refusal(0.0)
-            else:
-                left = self._seconds_left_open()
-                if left > 0:
-                    raise self._refusal(left)
+            left = self._storage.refusal(self._recovery)
+        if left is not None:
+            raise self._refusal(left)
 
     def _refusal(self, left: float) -> CircuitOpenError:
         if left > 0:
@@ -116,38 +151,33 @@ class OriginBreaker:
         if self._storage.state == pybreaker.STATE_CLOSED:  # the lock-free common case
             return False
         with self._lock:
-            state = self._storage.state
-            if state == pybreaker.STATE_OPEN:
-                left = self._seconds_left_open()
-                if left > 0:
-                    raise self._refusal(left)
-                self._breaker.half_open()
-                state = pybreaker.STATE_HALF_OPEN
-            if state == pybreaker.STATE_HALF_OPEN:
-                if self._trial_in_flight:
-                    raise self._refusal(0.0)
-                self._trial_in_flight = True
-                return True
-            return False
+            if self._storage.state == pybreaker.STATE_CLOSED:
+                return False
+            left = self._storage.claim_trial(self._recovery)
+            if left is not None:
+                raise self._refusal(left)
+            if self._storage.state != pybreaker.STATE_HALF_OPEN:
+                self._breaker.half_open()  # notifies the listeners
+            return True
 
     def record(self, trial: bool, failed: Optional[bool]) -> None:
         """Record an admitted attempt: ``failed`` True/False, or ``None`` for an
         outcome that says nothing about the origin (e.g. an invalid URL)."""
+        storage = self._storage
         if not trial and failed is False:
-            if self._storage.counter:  # read without the lock: an int
+            if storage.counter:  # a cheap read: an int here, a cached value for Redis
                 with self._lock:
-                    if self._storage.state == pybreaker.STATE_CLOSED:
-                        self._storage.reset_counter()
+                    if storage.state == pybreaker.STATE_CLOSED:
+                        storage.reset_counter()
             return
         with self._lock:
             if trial:
-                self._trial_in_flight = False
+                storage.end_trial()
             if failed is None:
                 return
-            state = self._storage.state
+            state = storage.state
             if state == pybreaker.STATE_CLOSED and failed:
-                self._storage.increment_counter()
-                if self._storage.counter >= self._breaker.fail_max:
+                if storage.record_failure(self._breaker.fail_max):
                     self._breaker.open()
             elif state == pybreaker.STATE_HALF_OPEN and trial:
                 # Only the trial decides; late results of calls admitted
@@ -159,12 +189,10 @@ class OriginBreaker:
 
     def is_open(self) -> bool:
         """Whether the next attempt would be refused right now."""
-        state = self._storage.state
-        if state == pybreaker.STATE_CLOSED:
+        if self._storage.state == pybreaker.STATE_CLOSED:
             return False
-        if state == pybreaker.STATE_HALF_OPEN:
-            return self._trial_in_flight
-        return self._seconds_left_open() > 0
+        with self._lock:
+            return self._storage.refusal(self._recovery) is not None
 
 
 _NAMES = {
