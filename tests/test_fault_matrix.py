@@ -17,7 +17,7 @@ def config(fault: str, raise_for_status: bool) -> rr.ClientConfig:
     """Small timeouts and waits; a breaker that stays closed within one cell."""
     cfg = fast_config(attempts=matrix.ATTEMPTS, threshold=100, raise_for_status=raise_for_status)
     cfg.timeout = rr.TimeoutConfig(connect=1.0, read=matrix.read_timeout(fault), write=1.0, pool=1.0,
-                                   total=matrix.TOTAL)
+                                   total=matrix.total(fault))
     return cfg
 
 
