@@ -49,10 +49,12 @@ class Deadline:
             if self.expired and sock is not None:
                 _shut(sock)
 
-    def detach(self) -> None:
-        """The attempt is over: its socket may go back to the pool untouched."""
+    def detach(self, sock: Optional[socket.socket] = None) -> None:
+        """The attempt is over (or ``sock``'s connection went back to the pool):
+        the watchdog must not touch the socket any more."""
         with self._lock:
-            self._sock = None
+            if sock is None or self._sock is sock:
+                self._sock = None
 
     def fire(self) -> None:
         """Mark the deadline passed and shut down the attached socket, if any."""

@@ -213,7 +213,9 @@ class _Hop(Attempts):
                 # it leniently (a bad encoding there must not stop the redirect).
                 response.content  # noqa: B018
         except Exception as exc:
-            if deadline is not None and deadline.expired:
+            # The read timeout is capped at the time left, so the socket may time
+            # out a hair before the watchdog fires: both mean the deadline passed.
+            if deadline is not None and (deadline.expired or deadline.remaining() <= 0):
                 self.origin.breaker.record(trial, True)
                 return self._expired(exc)
             verdict = classify(exc)

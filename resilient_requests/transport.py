@@ -73,12 +73,20 @@ class _HTTPSConnection(_SendTimeoutMixin, HTTPSConnection):
 
 
 class _PoolTimeoutMixin:
-    """Makes ``pool_timeout`` the default wait for a free connection."""
+    """Makes ``pool_timeout`` the default wait for a free connection, and takes
+    a connection's socket away from the call's deadline before the connection
+    goes back to the pool (another call may pick it up at once)."""
 
     pool_timeout: Optional[float] = None
 
     def _get_conn(self, timeout: Optional[float] = None) -> Any:
         return super()._get_conn(self.pool_timeout if timeout is None else timeout)  # type: ignore[misc]
+
+    def _put_conn(self, conn: Any) -> None:
+        deadline = deadlines.current()
+        if deadline is not None and conn is not None:
+            deadline.detach(getattr(conn, "sock", None))
+        super()._put_conn(conn)  # type: ignore[misc]
 
 
 class _HTTPPool(_PoolTimeoutMixin, HTTPConnectionPool):

@@ -5,8 +5,8 @@ With the package installed, pytest gets the fixtures ``fault_server``,
 ``resilient_no_waits`` and ``resilient_no_retries``; :func:`no_waits` and
 :func:`no_retries` are the same switches as context managers.
 """
-from .faults import Echo, Fault, Hang, Hold, Reply, Reset, Trickle, Truncate, ok, redirect, status
 from ..testmode import no_retries, no_waits, set_testing
+from .faults import Echo, Fault, Hang, Hold, Reply, Reset, Trickle, Truncate, ok, redirect, status
 from .server import FaultServer, SeenRequest, refused_url
 
 __all__ = [
