@@ -158,6 +158,10 @@ class OriginBreaker:
                 raise self._refusal(left)
             if self._storage.state != pybreaker.STATE_HALF_OPEN:
                 self._breaker.half_open()  # notifies the listeners
+            else:
+                # A shared storage turned half-open in the claim itself: reading
+                # pybreaker's ``state`` syncs its cached state and notifies.
+                self._breaker.state  # noqa: B018
             return True
 
     def record(self, trial: bool, failed: Optional[bool]) -> None:

@@ -155,16 +155,42 @@ class CircuitBreakerConfig:
 
     ``failure_statuses`` are responses that count as failures, whether or not
     the caller asked for errors to be raised; every other response is a success.
+
+    ``storage``: ``None`` keeps the state in this process; a Redis URL or a
+    ``redis.Redis`` client shares it with every process that names the same
+    storage and ``namespace`` (see :mod:`.shared_state`). Each Redis call waits
+    at most ``storage_timeout``; reads may be ``state_cache_ttl`` seconds old;
+    after a Redis failure the local state is used for ``storage_retry`` seconds.
     """
 
     failure_threshold: int = 5
     recovery_timeout: float = 30.0
     failure_statuses: FrozenSet[int] = frozenset({500, 502, 503, 504})
+    storage: Any = None
+    namespace: str = "resilient_requests"
+    storage_timeout: float = 0.05
+    state_cache_ttl: float = 0.1
+    storage_retry: float = 5.0
 
     def __post_init__(self) -> None:
         _integer(self, "failure_threshold", minimum=1)
         _number(self, "recovery_timeout", strict=True)
         _statuses(self, "failure_statuses")
+        storage = self.storage
+        if isinstance(storage, str):
+            if not storage.startswith(("redis://", "rediss://", "unix://")):
+                raise ValueError(
+                    f"CircuitBreakerConfig.storage must be a redis://, rediss:// or unix:// URL, got {storage!r}"
+                )
+        elif storage is not None and not (hasattr(storage, "register_script") and hasattr(storage, "hmget")):
+            raise TypeError(
+                f"CircuitBreakerConfig.storage must be None, a Redis URL or a redis.Redis client, got {storage!r}"
+            )
+        if not isinstance(self.namespace, str) or not self.namespace:
+            raise ValueError(f"CircuitBreakerConfig.namespace must be a non-empty str, got {self.namespace!r}")
+        _number(self, "storage_timeout", strict=True)
+        _number(self, "state_cache_ttl")
+        _number(self, "storage_retry", strict=True)
 
 
 @dataclass

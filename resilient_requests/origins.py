@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Dict, Iterator, Optional
+from typing import Any, Dict, Iterator, Optional
 from urllib.parse import urlsplit
 
-from .breaker import BreakerEvents, OriginBreaker, TransitionLog
+from .breaker import BreakerEvents, LocalState, OriginBreaker, TransitionLog
 from .budget import RetryBudget
 from .config import ClientConfig
 from .events import Events
@@ -93,6 +93,7 @@ class Origins:
         self._listeners = (TransitionLog(logger), BreakerEvents(events))
         self._states: Dict[str, OriginState] = {}
         self._lock = threading.Lock()
+        self._redis: Any = None  # the shared-state client, made on first use
 
     def get(self, url: str) -> OriginState:
         """The state of ``url``'s origin."""
@@ -110,8 +111,24 @@ class Origins:
         budget = None
         if retry.budget_ratio is not None:
             budget = RetryBudget(retry.budget_ratio, retry.budget_floor, retry.budget_window)
-        breaker = OriginBreaker(origin, self._config.circuit_breaker, self._listeners)
+        breaker = OriginBreaker(origin, self._config.circuit_breaker, self._listeners, self._storage(origin))
         return OriginState(origin, breaker, budget)
+
+    def _storage(self, origin: str) -> Optional[LocalState]:
+        """Shared state for ``origin`` if the config names a Redis storage."""
+        config = self._config.circuit_breaker
+        if config.storage is None:
+            return None
+        from .shared_state import RedisState, connect
+
+        if self._redis is None:
+            storage = config.storage
+            self._redis = connect(storage, config.storage_timeout) if isinstance(storage, str) else storage
+        timeout = self._config.timeout
+        # The trial holds its slot at most as long as one attempt can last.
+        lease = timeout.total or (timeout.connect + timeout.write + timeout.read)
+        return RedisState(self._redis, f"{config.namespace}:breaker:{origin}", lease,
+                          config.state_cache_ttl, config.storage_retry)
 
     def __iter__(self) -> Iterator[OriginState]:
         return iter(list(self._states.values()))
