@@ -57,6 +57,36 @@ def outage(storage: Optional[str], namespace: str) -> tuple:
         return upstream.hits("/api"), calls
 
 
+def overhead(redis_url: str, rounds: int = 15, calls: int = 200) -> dict:
+    """Median µs per keep-alive GET (one thread) with local and shared breaker state,
+    interleaved round by round."""
+    import statistics
+
+    def config(storage: Optional[str], ttl: float) -> rr.ClientConfig:
+        return rr.ClientConfig(circuit_breaker=rr.CircuitBreakerConfig(
+            storage=storage, state_cache_ttl=ttl, namespace=f"overhead-{ttl}"))
+
+    contenders = {
+        "local": config(None, 0.1),
+        "Redis, state_cache_ttl=0.1 (default)": config(redis_url, 0.1),
+        "Redis, state_cache_ttl=0 (a read per call)": config(redis_url, 0.0),
+    }
+    times: dict = {name: [] for name in contenders}
+    with FaultServer() as upstream:
+        sessions = {name: rr.ResilientSession(cfg) for name, cfg in contenders.items()}
+        try:
+            for _ in range(rounds):
+                for name, session in sessions.items():
+                    started = time.perf_counter()
+                    for _ in range(calls):
+                        session.get(upstream.url("/x"))
+                    times[name].append((time.perf_counter() - started) / calls * 1e6)
+        finally:
+            for session in sessions.values():
+                session.close()
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
 def main() -> None:
     """Print the comparison as a Markdown table."""
     if shutil.which("redis-server") is None:
@@ -68,6 +98,7 @@ def main() -> None:
         time.sleep(0.5)
         rows = [("per process (default)", outage(None, "local")),
                 ("shared through Redis", outage(f"redis://127.0.0.1:{port}/0", f"bench-{time.time()}"))]
+        costs = overhead(f"redis://127.0.0.1:{port}/0")
     finally:
         redis.kill()
         redis.wait()
@@ -78,6 +109,14 @@ def main() -> None:
     print("|---|---|---|---|")
     for label, (hits, calls) in rows:
         print(f"| {label} | {hits} | {calls} | {hits / calls:.3f} |")
+    print()
+    print("Happy path, one thread, keep-alive GETs (median of interleaved rounds):")
+    print()
+    print("| breaker state | µs per call | vs local |")
+    print("|---|---|---|")
+    base = costs["local"]
+    for label, micros in costs.items():
+        print(f"| {label} | {micros:.0f} | {micros / base:.3f}× |")
 
 
 if __name__ == "__main__":
