@@ -85,7 +85,9 @@ class BulkheadRejected:
 
 @dataclass(frozen=True)
 class CallFinished:
-    """A call ended: with a response (``status``) or an ``exception``."""
+    """A call that got past the gates ended: with a response (``status``) or an
+    ``exception``. Calls refused before they start (an open breaker, a full
+    bulkhead) produce only :class:`CallShortCircuited` or :class:`BulkheadRejected`."""
 
     origin: str
     method: str
@@ -95,7 +97,7 @@ class CallFinished:
     exception: Optional[BaseException]
     attempts: int
     elapsed: float  # seconds, bulkhead wait included
-    outcome: str  # "success", "failure", "short_circuited" or "rejected"
+    outcome: str  # "success", "failure", or "short_circuited" (an open breaker met mid-call)
 
 
 class Listener:
