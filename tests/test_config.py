@@ -25,6 +25,8 @@ RETRY_DEFAULTS = {
 BREAKER_DEFAULTS = {
     "failure_threshold": 5, "recovery_timeout": 30.0,
     "failure_statuses": frozenset({500, 502, 503, 504}),
+    "storage": None, "namespace": "resilient_requests", "storage_timeout": 0.05,
+    "state_cache_ttl": 0.1, "storage_retry": 5.0,
 }
 BULKHEAD_DEFAULTS = {"max_concurrency": 50, "acquisition_timeout": 30.0}
 LOGGING_DEFAULTS = {
