@@ -39,6 +39,9 @@ class CircuitState(str, enum.Enum):
     OPEN = "open"
     HALF_OPEN = "half_open"
 
+    def __str__(self) -> str:
+        return str(self.value)
+
 
 _STATES = {
     pybreaker.STATE_CLOSED: CircuitState.CLOSED,
