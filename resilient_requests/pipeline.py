@@ -315,6 +315,7 @@ class _Hop(Attempts):
     # -- the end --
     def finish(self, outcome: Outcome) -> requests.Response:
         """The last response, or the last error as the caller should see it."""
+        outcome.attempts = self.last = None  # no cycle left for the garbage collector
         if outcome.error is not None:
             error = outcome.error
             raised = to_raise(error, outcome.verdict)

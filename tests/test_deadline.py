@@ -121,3 +121,30 @@ def test_watchdog_thread_exits_when_idle(fault_server, make_session):
         time.sleep(0.05)
     assert not WATCHDOG.running()
     assert not [t for t in threading.enumerate() if t.name == "resilient_requests-watchdog"]
+
+
+def test_watchdog_fires_every_live_deadline_and_no_cancelled_one():
+    """Cancelled deadlines never fire, live ones all do, and cancelling fired ones leaves no drift."""
+    from resilient_requests.deadline import Deadline, Watchdog
+
+    watchdog = Watchdog(idle_exit=0.2)
+
+    def fire_all(live, cancelled):
+        for deadline in live + cancelled:
+            watchdog.watch(deadline)
+        for deadline in cancelled:
+            watchdog.cancel(deadline)
+        limit = time.monotonic() + 10
+        while not all(d.expired for d in live):
+            assert time.monotonic() < limit, "a live deadline did not fire"
+            time.sleep(0.01)
+        assert not any(d.expired for d in cancelled)
+        for deadline in live:
+            watchdog.cancel(deadline)  # as a finished call does, after its deadline fired
+
+    for _ in range(3):
+        fire_all([Deadline(0.02 + i / 1000) for i in range(50)], [Deadline(0.03) for _ in range(200)])
+    limit = time.monotonic() + 10
+    while watchdog.running():
+        assert time.monotonic() < limit, "the watchdog thread did not exit when idle"
+        time.sleep(0.02)
