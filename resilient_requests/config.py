@@ -41,7 +41,11 @@ def _number(obj: object, name: str, *, minimum: float = 0.0, strict: bool = Fals
         return
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"{_where(obj, name)} must be a number, got {value!r}")
-    if math.isnan(value) or math.isinf(value):
+    try:
+        finite = math.isfinite(float(value))
+    except OverflowError:  # an int beyond float range
+        finite = False
+    if not finite:
         raise ValueError(f"{_where(obj, name)} must be a finite number, got {value!r}")
     if strict and value <= minimum:
         raise ValueError(f"{_where(obj, name)} must be > {minimum:g}, got {value!r}")

@@ -3,7 +3,7 @@
 Each attempt returns an :class:`Outcome` instead of raising, so one predicate
 (``outcome.retry``) decides whether to go again, and ``backoff`` owns the
 counting, the waiting and the give-up. The waits come from :func:`waits`, a
-``backoff`` wait generator built on ``backoff.expo`` and ``backoff.full_jitter``.
+``backoff`` wait generator (exponential, with ``backoff.full_jitter``).
 
 We pass ``jitter=None`` to ``backoff`` and jitter inside :func:`waits` instead:
 ``backoff`` would otherwise jitter every value the generator yields, including a
@@ -12,7 +12,7 @@ server's ``Retry-After``, which must be honoured as sent (capped at ``max_wait``
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Dict, Generator, Optional
+from typing import TYPE_CHECKING, Generator, Optional
 
 import backoff
 import requests
@@ -22,12 +22,18 @@ from .config import RetryConfig
 from .errors import Verdict
 from .testmode import MODE
 
+if TYPE_CHECKING:
+    from backoff.types import Details
+
 __all__ = ["Outcome", "RetryLoop", "waits", "retry_after_seconds"]
 
 #: Statuses whose Retry-After we honour.
 RETRY_AFTER_STATUSES = frozenset({429, 503})
 
 _PARSER = Retry(0)  # only for parse_retry_after (seconds or an HTTP-date)
+# urllib3 caps Retry-After at 6 h (since 2.x); our cap is the caller's max_wait,
+# so lift urllib3's to something finite that no max_wait comes near.
+_PARSER.retry_after_max = 10**12
 
 
 @dataclass
@@ -70,11 +76,13 @@ def waits(
     """A backoff wait generator: ``min_wait * multiplier**(n-1)`` capped at
     ``max_wait``, fully jittered if asked; a ``Retry-After`` replaces it. Ends
     (and so ends the loop) when the attempts refuse the wait: see ``may_wait``."""
-    expo = backoff.expo(base=multiplier, factor=min_wait, max_value=max_wait)
-    next(expo)  # backoff's generators start with a bare yield
+    # Not backoff.expo: it computes factor * base ** n, which never reaches
+    # max_value when min_wait is 0 and raises OverflowError once n is large
+    # (or at once for a huge multiplier). Multiplying floats saturates instead.
+    computed = min_wait
     outcome = yield None  # backoff primes us with send(None)
     while True:
-        computed = next(expo)
+        computed = min(computed, max_wait)
         if outcome is not None and outcome.retry_after is not None:
             wait = min(outcome.retry_after, max_wait)
         else:
@@ -84,6 +92,8 @@ def waits(
         if outcome is not None and outcome.attempts is not None and not outcome.attempts.may_wait(wait, outcome):
             return  # backoff gives up on StopIteration: the call ends with this outcome
         outcome = yield wait
+        if computed < max_wait:
+            computed *= multiplier
 
 
 def _try_again(outcome: Outcome) -> bool:
@@ -94,7 +104,7 @@ def _run_attempt(call: "Attempts") -> Outcome:
     return call.attempt()
 
 
-def _before_wait(details: Dict[str, Any]) -> None:
+def _before_wait(details: Details) -> None:
     details["args"][0].before_wait(details["tries"], details["wait"], details["value"])
 
 
@@ -119,7 +129,9 @@ class RetryLoop:
     def __init__(self, config: RetryConfig) -> None:
         self.config = config
         self._loop = backoff.on_predicate(
-            waits,
+            # backoff types a wait generator as Generator[float, None, None], but it
+            # primes it with send(None) and sends it each return value, as waits expects.
+            waits,  # type: ignore[arg-type]
             _try_again,
             max_tries=config.max_attempts,
             jitter=None,
@@ -133,4 +145,4 @@ class RetryLoop:
 
     def run(self, call: Attempts) -> Outcome:
         """Drive ``call`` to its last outcome."""
-        return self._loop(call)  # type: ignore[no-any-return]
+        return self._loop(call)
