@@ -415,7 +415,8 @@ def _verbose_exchange(response: requests.Response, stream: IO[str]) -> None:
         path = request.path_url
         print(f"> {request.method} {path}", file=stream)
         for name, value in request.headers.items():
-            print(f"> {name}: {value}", file=stream)
+            # requests types header values as str | bytes (types-requests: str).
+            print(f"> {name}: {value}", file=stream)  # type: ignore[str-bytes-safe, unused-ignore]
     print(f"< {response.status_code} {response.reason}", file=stream)
     for name, value in response.headers.items():
         print(f"< {name}: {value}", file=stream)

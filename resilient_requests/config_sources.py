@@ -18,16 +18,18 @@ import dataclasses
 import json
 import os
 from pathlib import Path
-from typing import Any, Dict, Mapping, Optional, Union
+from typing import Any, Callable, Dict, Mapping, Optional, TypeVar, Union
 
 from .config import ClientConfig
 from .presets import preset
 
 __all__ = ["from_dict", "from_env", "from_file", "SECTIONS"]
 
+T = TypeVar("T")
+
 #: ClientConfig fields that hold a section, and the fields each section has.
 SECTIONS = {
-    f.name: {g.name: g for g in dataclasses.fields(f.default_factory())}  # type: ignore[misc]
+    f.name: {g.name: g for g in dataclasses.fields(f.default_factory())}
     for f in dataclasses.fields(ClientConfig) if f.default_factory is not dataclasses.MISSING
 }
 _TOP = {f.name: f for f in dataclasses.fields(ClientConfig) if f.name not in SECTIONS}
@@ -101,7 +103,7 @@ def _section(current: Any, changes: Dict[str, Any], given: Mapping[str, Any], na
         raise type(error)(f"{name}.{culprit}={given[culprit]!r}: {error}") from None
 
 
-def _checked(build: Any, name: str, value: Any) -> Any:
+def _checked(build: Callable[[], T], name: str, value: Any) -> T:
     try:
         return build()
     except (TypeError, ValueError) as error:
@@ -164,10 +166,12 @@ def from_file(path: Union[str, "os.PathLike[str]"]) -> ClientConfig:
         data = json.loads(text)
     elif path.suffix == ".toml":
         try:
-            import tomllib  # type: ignore[import-not-found]
+            # Which of these ignores is used depends on the Python version mypy
+            # targets (tomllib is 3.11+) and on whether tomli is installed.
+            import tomllib  # type: ignore[import-not-found, unused-ignore]
         except ImportError:  # Python < 3.11
             try:
-                import tomli as tomllib  # type: ignore[no-redef]
+                import tomli as tomllib  # type: ignore[no-redef, unused-ignore]
             except ImportError:
                 raise RuntimeError(f"reading {path} needs Python 3.11+ or `pip install tomli`") from None
         data = tomllib.loads(text)

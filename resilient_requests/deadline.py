@@ -124,8 +124,8 @@ class Watchdog:
                     heapq.heappop(heap)[2].queued = False
                     self._cancelled -= 1
                 if self._cancelled == len(heap):
-                    for entry in heap:
-                        entry[2].queued = False
+                    for forgotten in heap:
+                        forgotten[2].queued = False
                     heap.clear()  # nothing left to watch, only forgotten entries
                     self._cancelled = 0
                 now = time.monotonic()

@@ -26,7 +26,7 @@ import sys
 import textwrap
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Iterator, List, Optional, TextIO, Tuple
+from typing import IO, Any, Callable, Dict, Iterator, List, Optional, Tuple, cast
 
 import requests
 
@@ -420,7 +420,7 @@ def _table(plan: Plan, plain: RunResult, resilient: RunResult) -> List[str]:
     row("requests the upstream received", lambda r: sum(r.upstream_by_phase.values()))
     for name, label in (("healthy", "  while healthy"), ("outage", "  during the outage"),
                         ("recovery", "  in recovery (and after)")):
-        row(label, lambda r, n=name: r.upstream_by_phase.get(n, 0))
+        row(label, cast(Callable[[RunResult], Any], lambda r, n=name: r.upstream_by_phase.get(n, 0)))
     row("peak requests in flight upstream", lambda r: r.peak_in_flight)
     row("latency p50 (s)", lambda r: f"{r.percentile(0.50):.3f}")
     row("latency p99 (s)", lambda r: f"{r.percentile(0.99):.3f}")
@@ -480,7 +480,7 @@ def _explanation(plan: Plan, config: ClientConfig, plain: RunResult, resilient: 
 
 
 def run(quick: bool = False, seed: int = 1, json_line: bool = False,
-        out: Optional[TextIO] = None) -> int:
+        out: Optional[IO[str]] = None) -> int:
     """Run the demo, print the report to ``out`` (default stdout); return the exit status."""
     out = out if out is not None else sys.stdout
     plan = make_plan(quick, seed)

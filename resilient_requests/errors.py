@@ -27,7 +27,7 @@ import enum
 import socket
 import ssl
 from dataclasses import dataclass
-from typing import Callable, Iterator, Optional, Tuple, Type
+from typing import Callable, Iterator, List, Optional, Tuple, Type
 
 import requests
 from urllib3 import exceptions as u3
@@ -65,7 +65,7 @@ def causes(exc: BaseException) -> Iterator[BaseException]:
     """``exc`` and what it wraps: requests' first argument, ``MaxRetryError.reason``,
     ``ProtocolError``'s second argument, ``__cause__`` and ``__context__``."""
     seen = set()
-    stack: list = [exc]
+    stack: List[object] = [exc]
     while stack:
         current = stack.pop()
         if not isinstance(current, BaseException) or id(current) in seen:

@@ -25,11 +25,41 @@ Every name of ``requests.exceptions`` is importable from here as well.
 from __future__ import annotations
 
 import functools
-from typing import Any, Optional, Tuple, Type
+from typing import TYPE_CHECKING, Any, Optional, Tuple, Type
 
 import requests
 import requests.exceptions as _rex
-from requests.exceptions import *  # noqa: F401,F403  (the drop-in promise)
+
+if TYPE_CHECKING:
+    # The names the star import below brings, spelled out for type checkers:
+    # all but ConnectionError, which this module redefines as a subclass of
+    # requests', and requests' aliases of urllib3's and json's classes.
+    from requests.exceptions import ChunkedEncodingError as ChunkedEncodingError
+    from requests.exceptions import ConnectTimeout as ConnectTimeout
+    from requests.exceptions import ContentDecodingError as ContentDecodingError
+    from requests.exceptions import FileModeWarning as FileModeWarning
+    from requests.exceptions import HTTPError as HTTPError
+    from requests.exceptions import InvalidHeader as InvalidHeader
+    from requests.exceptions import InvalidJSONError as InvalidJSONError
+    from requests.exceptions import InvalidProxyURL as InvalidProxyURL
+    from requests.exceptions import InvalidSchema as InvalidSchema
+    from requests.exceptions import InvalidURL as InvalidURL
+    from requests.exceptions import JSONDecodeError as JSONDecodeError
+    from requests.exceptions import MissingSchema as MissingSchema
+    from requests.exceptions import ProxyError as ProxyError
+    from requests.exceptions import ReadTimeout as ReadTimeout
+    from requests.exceptions import RequestException as RequestException
+    from requests.exceptions import RequestsDependencyWarning as RequestsDependencyWarning
+    from requests.exceptions import RequestsWarning as RequestsWarning
+    from requests.exceptions import RetryError as RetryError
+    from requests.exceptions import SSLError as SSLError
+    from requests.exceptions import StreamConsumedError as StreamConsumedError
+    from requests.exceptions import Timeout as Timeout
+    from requests.exceptions import TooManyRedirects as TooManyRedirects
+    from requests.exceptions import UnrewindableBodyError as UnrewindableBodyError
+    from requests.exceptions import URLRequired as URLRequired
+else:
+    from requests.exceptions import *  # noqa: F401,F403  (the drop-in promise)
 
 __all__ = [
     name for name, value in vars(_rex).items()
@@ -126,7 +156,7 @@ def error_for_status(response: requests.Response) -> Optional[APIError]:
 
 @functools.lru_cache(maxsize=None)
 def _mapped_class(ours: Tuple[Type[APIError], ...], original: Type[BaseException]) -> type:
-    bases = ours
+    bases: Tuple[type, ...] = ours
     if not any(issubclass(c, original) for c in ours):
         bases += (original,)
     if len(bases) == 1:
@@ -139,7 +169,7 @@ def _reduce(self: Any) -> Any:
     return (_rebuild, (self._ours, self._original, self.args))
 
 
-def _rebuild(ours: Tuple[Type[APIError], ...], original: type, args: tuple) -> BaseException:
+def _rebuild(ours: Tuple[Type[APIError], ...], original: type, args: Tuple[Any, ...]) -> BaseException:
     return _mapped_class(ours, original)(*args)  # type: ignore[no-any-return]
 
 
@@ -148,7 +178,9 @@ def mapped(ours: Tuple[Type[APIError], ...], original: BaseException) -> APIErro
     carrying the original's message, request and response (pickles by name)."""
     # Only requests' own classes are kept as a second base: urllib3's raw
     # EmptyPoolError, say, becomes a plain PoolTimeoutError.
-    kind = type(original) if isinstance(original, requests.RequestException) else ours[0]
+    kind: type = (  # not Type[BaseException]: mypy deems those unhashable for lru_cache
+        type(original) if isinstance(original, requests.RequestException) else ours[0]
+    )
     cls = _mapped_class(ours, kind)
     error: APIError = cls(
         *original.args,

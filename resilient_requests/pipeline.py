@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from typing import Any, Dict, List, Mapping, Optional
+from typing import Any, Dict, List, Mapping, Optional, cast
 
 import requests
 from requests.adapters import BaseAdapter
@@ -191,7 +191,9 @@ class _Hop(Attempts):
                 outcome.response is not None and outcome.response.status_code in self.pipeline.failure_statuses)):
             self.pipeline.events.emit("attempt_failed", AttemptFailed(
                 self.origin.origin, self.request.method or "", loggable_url(self.request.url or ""),
-                self.request.headers.get("X-Request-ID"), self.call.attempts, outcome.reason,
+                # requests types header values as str | bytes (types-requests: str).
+                self.request.headers.get("X-Request-ID"),  # type: ignore[arg-type, unused-ignore]
+                self.call.attempts, outcome.reason,
                 outcome.response.status_code if outcome.response is not None else None, outcome.error,
             ))
         return outcome
@@ -299,7 +301,9 @@ class _Hop(Attempts):
         if events.listeners:
             events.emit("retry_scheduled", RetryScheduled(
                 self.origin.origin, self.request.method or "", loggable_url(self.request.url or ""),
-                self.request.headers.get("X-Request-ID"), tries, wait, outcome.reason,
+                # requests types header values as str | bytes (types-requests: str).
+                self.request.headers.get("X-Request-ID"),  # type: ignore[arg-type, unused-ignore]
+                tries, wait, outcome.reason,
             ))
         log = self.pipeline.log
         if log.isEnabledFor(logging.WARNING):
@@ -322,7 +326,7 @@ class _Hop(Attempts):
             if raised is error:
                 raise error
             if getattr(raised, "request", None) is None:
-                raised.request = self.request  # requests leaves it unset for body-phase errors
+                cast(Any, raised).request = self.request  # requests leaves it unset for body-phase errors
             raise raised from error
         assert outcome.response is not None
         return outcome.response

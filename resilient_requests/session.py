@@ -15,7 +15,7 @@ import logging
 import os
 import re
 import threading
-from typing import Any, Callable, Dict, Iterator, Mapping, Optional
+from typing import Any, Callable, Dict, Iterator, Mapping, Optional, cast
 
 import requests
 from requests.adapters import BaseAdapter
@@ -106,7 +106,7 @@ class ResilientSession(requests.Session):
 
     # -- pickling: requests' __attrs__ plus the config; breakers start fresh --
     def __setstate__(self, state: Dict[str, Any]) -> None:
-        super().__setstate__(state)
+        super().__setstate__(state)  # type: ignore[misc, unused-ignore]  # missing in types-requests
         self._pipeline = Pipeline(self.config, _logger_for(self.config))
         self._local = threading.local()
         self._proxy_cache = ProxyCache()
@@ -137,9 +137,9 @@ class ResilientSession(requests.Session):
         local.call = None
         pipeline.finish(call, response, None)
         if self.config.raise_for_status:
-            error = error_for_status(response)
-            if error is not None:
-                raise error
+            status_error = error_for_status(response)
+            if status_error is not None:
+                raise status_error
         return response
 
     def _total(self, deadline: Any) -> Optional[float]:
@@ -183,7 +183,9 @@ class ResilientSession(requests.Session):
             return base + url
         return base.rstrip("/") + "/" + url.lstrip("/")
 
-    def request(self, method: str, url: Any, *args: Any, **kwargs: Any) -> requests.Response:  # type: ignore[override]
+    # The override ignores: requests' own types and types-requests (whichever mypy
+    # finds) differ in what each of these three methods accepts.
+    def request(self, method: str, url: Any, *args: Any, **kwargs: Any) -> requests.Response:  # type: ignore[override, unused-ignore]
         """``requests.Session.request``, with ``base_url`` and ``follow_redirects`` applied.
         ``deadline=`` (seconds) bounds this call instead of ``TimeoutConfig.total``."""
         deadline = kwargs.pop("deadline", None)
@@ -192,21 +194,21 @@ class ResilientSession(requests.Session):
         if isinstance(url, bytes):
             url = url.decode("utf-8")
         url = self.absolute_url(url if isinstance(url, str) else str(url))
-        parent = super()
+        parent = cast(requests.Session, super())  # mypy types a stored super() as "super"
         return self._call(method.upper(), url, lambda: parent.request(method, url, *args, **kwargs), deadline)
 
-    def get(self, url: Any, **kwargs: Any) -> requests.Response:  # type: ignore[override]
+    def get(self, url: Any, **kwargs: Any) -> requests.Response:  # type: ignore[override, unused-ignore]
         """GET, following redirects as ``config.follow_redirects`` says unless told."""
         kwargs.setdefault("allow_redirects", self.config.follow_redirects)
         return self.request("GET", url, **kwargs)
 
-    def options(self, url: Any, **kwargs: Any) -> requests.Response:  # type: ignore[override]
+    def options(self, url: Any, **kwargs: Any) -> requests.Response:  # type: ignore[override, unused-ignore]
         """OPTIONS, following redirects as ``config.follow_redirects`` says unless told."""
         kwargs.setdefault("allow_redirects", self.config.follow_redirects)
         return self.request("OPTIONS", url, **kwargs)
 
-    def merge_environment_settings(
-        self, url: str, proxies: Any, stream: Any, verify: Any, cert: Any,
+    def merge_environment_settings(  # type: ignore[override, unused-ignore]  # types-requests: a TypedDict
+        self, url: str, proxies: Any, stream: Any, verify: Any, cert: Any,  # type: ignore[override, unused-ignore]
     ) -> Dict[str, Any]:
         """requests' own merge, with the environment's proxies looked up once per
         origin (see :mod:`.environment`) instead of on every call. The steps and

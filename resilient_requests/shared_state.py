@@ -28,7 +28,7 @@ import logging
 import threading
 import time
 from datetime import datetime, timezone
-from typing import Any, Callable, Optional, Tuple, TypeVar
+from typing import Any, Callable, Optional, Tuple, TypeVar, cast
 
 import pybreaker
 
@@ -150,8 +150,8 @@ class RedisState(LocalState):
 
     # -- pybreaker's storage interface --
     @property
-    def state(self) -> str:  # type: ignore[override]
-        return self._shared(lambda: self._fetch()[0], lambda: LocalState.state.fget(self))  # type: ignore[attr-defined]
+    def state(self) -> str:
+        return self._shared(lambda: self._fetch()[0], lambda: cast(str, LocalState.state.fget(self)))  # type: ignore[attr-defined]
 
     @state.setter
     def state(self, state: str) -> None:
@@ -162,8 +162,8 @@ class RedisState(LocalState):
         self._shared(write, lambda: LocalState.state.fset(self, state))  # type: ignore[attr-defined]
 
     @property
-    def counter(self) -> int:  # type: ignore[override]
-        return self._shared(lambda: self._fetch()[1], lambda: LocalState.counter.fget(self))  # type: ignore[attr-defined]
+    def counter(self) -> int:
+        return self._shared(lambda: self._fetch()[1], lambda: cast(int, LocalState.counter.fget(self)))  # type: ignore[attr-defined]
 
     def increment_counter(self) -> None:
         def write() -> None:
@@ -180,12 +180,12 @@ class RedisState(LocalState):
         self._shared(write, super().reset_counter)
 
     @property
-    def opened_at(self) -> Optional[datetime]:  # type: ignore[override]
+    def opened_at(self) -> Optional[datetime]:
         def read() -> Optional[datetime]:
             seconds = self._fetch()[2]
             return None if seconds is None else datetime.fromtimestamp(seconds, timezone.utc)
 
-        return self._shared(read, lambda: LocalState.opened_at.fget(self))  # type: ignore[attr-defined]
+        return self._shared(read, lambda: cast(Optional[datetime], LocalState.opened_at.fget(self)))  # type: ignore[attr-defined]
 
     @opened_at.setter
     def opened_at(self, when: datetime) -> None:

@@ -107,7 +107,7 @@ class _PoolManager(PoolManager):
     def _new_pool(self, scheme: str, host: str, port: int, request_context: Any = None) -> Any:
         # PoolKey has a fixed set of fields, so per-manager settings cannot
         # travel in connection_pool_kw; _new_pool is urllib3's documented hook.
-        pool = super()._new_pool(scheme, host, port, request_context)
+        pool: Any = super()._new_pool(scheme, host, port, request_context)  # one of our pool classes
         pool.pool_timeout = self._pool_timeout
         pool.conn_kw = {**pool.conn_kw, "write_timeout": self._write_timeout}
         return pool
