@@ -2,6 +2,7 @@
 pytest plugin (resilient_requests.testing.pytest_plugin)."""
 from __future__ import annotations
 
+import time
 from typing import Any, Callable, Iterator, List
 
 import pytest
@@ -14,6 +15,15 @@ from resilient_requests import (
     RetryConfig,
     TimeoutConfig,
 )
+
+
+def wait_until(condition: Callable[[], bool], limit: float = 10.0) -> None:
+    """Poll ``condition`` (a server-side counter, say) every 5 ms until it holds;
+    fail the test if it does not within ``limit`` seconds."""
+    deadline = time.monotonic() + limit
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        time.sleep(0.005)
 
 
 def fast_config(

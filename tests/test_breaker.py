@@ -4,7 +4,7 @@ from __future__ import annotations
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable, List
+from typing import List
 
 import pytest
 
@@ -12,13 +12,7 @@ import resilient_requests as rr
 from resilient_requests import CircuitState
 from resilient_requests.testing import FaultServer, Hold, ok, refused_url, status
 
-
-def _wait_until(condition: Callable[[], bool], limit: float = 10.0) -> None:
-    """Poll ``condition`` (a server-side counter) until true, at most ``limit`` seconds."""
-    deadline = time.monotonic() + limit
-    while not condition():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(0.005)
+from .conftest import wait_until
 
 
 def test_opens_after_threshold_consecutive_failures_and_fails_fast(fault_server, make_session):
@@ -117,7 +111,7 @@ def test_half_open_admits_one_trial_and_its_success_closes(fault_server, make_se
     time.sleep(0.25)  # let the breaker's own timer pass; no assertion rests on it
     with ThreadPoolExecutor(max_workers=1) as pool:
         trial = pool.submit(session.get, fault_server.url("/x"))
-        _wait_until(lambda: fault_server.in_flight == 1)
+        wait_until(lambda: fault_server.in_flight == 1)
         assert session.circuit_state(fault_server.url("/")) is CircuitState.HALF_OPEN
         errors: List[BaseException] = []
         for _ in range(8):
@@ -152,7 +146,7 @@ def test_concurrent_callers_in_half_open_send_exactly_one_trial(fault_server, ma
 
     with ThreadPoolExecutor(max_workers=16) as pool:
         futures = [pool.submit(call) for _ in range(16)]
-        _wait_until(lambda: sum(f.done() for f in futures) == 15)
+        wait_until(lambda: sum(f.done() for f in futures) == 15)
         release.set()
         results = sorted(f.result(timeout=10) for f in futures)
     assert results == ["200"] + ["fast"] * 15
@@ -196,7 +190,7 @@ def test_breaker_does_not_serialize_threads(fault_server, make_session):
     session = make_session(slots=16)
     with ThreadPoolExecutor(max_workers=16) as pool:
         futures = [pool.submit(session.get, fault_server.url("/x")) for _ in range(16)]
-        _wait_until(lambda: fault_server.in_flight == 16)
+        wait_until(lambda: fault_server.in_flight == 16)
         release.set()
         assert all(f.result(timeout=10).status_code == 200 for f in futures)
     assert fault_server.peak_in_flight == 16

@@ -5,7 +5,6 @@ import logging
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable
 
 import pytest
 import requests
@@ -13,14 +12,7 @@ import requests
 import resilient_requests as rr
 from resilient_requests.testing import Hang, Hold, Trickle, ok, refused_url
 
-from .conftest import fast_config
-
-
-def _wait_until(condition: Callable[[], bool], limit: float = 10.0) -> None:
-    deadline = time.monotonic() + limit
-    while not condition():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(0.005)
+from .conftest import fast_config, wait_until
 
 
 def test_three_slots_never_let_more_than_three_through(fault_server, make_session):
@@ -30,7 +22,7 @@ def test_three_slots_never_let_more_than_three_through(fault_server, make_sessio
     session = make_session(slots=3, acquire=10.0)
     with ThreadPoolExecutor(max_workers=16) as pool:
         futures = [pool.submit(session.get, fault_server.url("/x")) for _ in range(16)]
-        _wait_until(lambda: fault_server.in_flight == 3)
+        wait_until(lambda: fault_server.in_flight == 3)
         time.sleep(0.2)  # give a wrongly admitted fourth call time to show up
         assert fault_server.in_flight == 3
         release.set()
@@ -46,7 +38,7 @@ def test_full_bulkhead_raises_pool_timeout_without_io(fault_server, make_session
     session = make_session(slots=1, acquire=0.0)
     with ThreadPoolExecutor(max_workers=1) as pool:
         busy = pool.submit(session.get, fault_server.url("/x"))
-        _wait_until(lambda: fault_server.in_flight == 1)
+        wait_until(lambda: fault_server.in_flight == 1)
         with pytest.raises(rr.PoolTimeoutError):
             session.get(fault_server.url("/other"))
         release.set()
@@ -105,7 +97,7 @@ def test_pools_hold_as_many_connections_as_slots(fault_server, make_session, cap
     session = make_session(slots=32)
     with ThreadPoolExecutor(max_workers=32) as pool:
         futures = [pool.submit(session.get, fault_server.url("/x")) for _ in range(32)]
-        _wait_until(lambda: fault_server.in_flight == 32)
+        wait_until(lambda: fault_server.in_flight == 32)
         release.set()
         assert all(f.result(timeout=10).status_code == 200 for f in futures)
     assert fault_server.peak_in_flight == 32

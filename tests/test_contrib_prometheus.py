@@ -15,19 +15,13 @@ import resilient_requests as rr
 from resilient_requests.contrib.prometheus import BREAKER_STATES, PrometheusListener
 from resilient_requests.testing import Hold, ok, refused_url, status
 
+from .conftest import wait_until
+
 
 def value(registry, name, **labels):
     """A sample's value, 0.0 when the series does not exist yet."""
     found = registry.get_sample_value(name, labels)
     return 0.0 if found is None else found
-
-
-def wait_for(predicate, limit=10.0):
-    """Poll ``predicate`` every few milliseconds until it holds (or fail after ``limit`` seconds)."""
-    deadline = time.monotonic() + limit
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(0.005)
 
 
 @pytest.fixture
@@ -80,7 +74,7 @@ def test_breaker_gauge_follows_open_half_open_and_closed(fault_server, make_sess
     time.sleep(0.06)
     with ThreadPoolExecutor(max_workers=1) as pool:
         trial = pool.submit(session.get, fault_server.url("/x"))
-        wait_for(lambda: fault_server.in_flight == 1)
+        wait_until(lambda: fault_server.in_flight == 1)
         assert value(registry, "resilient_requests_breaker_state", origin=origin) == BREAKER_STATES["half_open"]
         release.set()
         assert trial.result(timeout=10).status_code == 200
@@ -116,7 +110,7 @@ def test_bulkhead_rejection_is_counted_as_a_rejected_call(fault_server, make_ses
     session.add_listener(PrometheusListener(registry))
     with ThreadPoolExecutor(max_workers=1) as pool:
         busy = pool.submit(session.get, fault_server.url("/x"))
-        wait_for(lambda: fault_server.in_flight == 1)
+        wait_until(lambda: fault_server.in_flight == 1)
         with pytest.raises(rr.PoolTimeoutError):
             session.get(fault_server.url("/y"))
         release.set()

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, List, Tuple
 
@@ -11,6 +10,8 @@ import pytest
 
 import resilient_requests as rr
 from resilient_requests.testing import Hold, ok, refused_url, status
+
+from .conftest import wait_until
 
 
 class Recorder(rr.Listener):
@@ -85,10 +86,7 @@ def test_bulkhead_rejections_are_reported(fault_server, make_session):
     session.add_listener(recorder)
     with ThreadPoolExecutor(max_workers=1) as pool:
         busy = pool.submit(session.get, fault_server.url("/x"))
-        deadline = time.monotonic() + 10
-        while fault_server.in_flight < 1:
-            assert time.monotonic() < deadline
-            time.sleep(0.005)
+        wait_until(lambda: fault_server.in_flight >= 1)
         with pytest.raises(rr.PoolTimeoutError):
             session.get(fault_server.url("/y"))
         release.set()
