@@ -45,6 +45,7 @@ from .config import (
     ClientConfig,
     LoggingConfig,
     RetryConfig,
+    ThrottleConfig,
     TimeoutConfig,
 )
 from .events import (
@@ -66,6 +67,7 @@ from .exceptions import (
     NotFoundError,
     PoolTimeoutError,
     ServerError,
+    ThrottledError,
     TimeoutError,
 )
 from .presets import (
@@ -87,7 +89,7 @@ logging.getLogger("resilient_requests").addHandler(logging.NullHandler())
 __all__ = [
     "APIError", "AuthenticationError", "BulkheadConfig", "CircuitBreakerConfig", "CircuitOpenError",
     "CircuitState", "ClientConfig", "ClientError", "ConnectionError", "DeadlineExceededError", "LoggingConfig", "NotFoundError",
-    "PoolTimeoutError", "ResilientSession", "RetryConfig", "ServerError", "Session", "TimeoutConfig",
+    "PoolTimeoutError", "ResilientSession", "RetryConfig", "ServerError", "Session", "ThrottleConfig", "ThrottledError", "TimeoutConfig",
     "TimeoutError", "configure", "create_resilient_client", "delete", "exceptions", "get",
     "get_batch_processing_config", "get_default_config", "get_fast_microservice_config", "get_high_latency_config", "head",
     "options", "patch", "post", "preset", "put", "request", "session",

@@ -17,6 +17,7 @@ __all__ = [
     "CircuitBreakerConfig",
     "BulkheadConfig",
     "LoggingConfig",
+    "ThrottleConfig",
     "ClientConfig",
     "IDEMPOTENT_METHODS",
 ]
@@ -198,6 +199,22 @@ class CircuitBreakerConfig:
 
 
 @dataclass
+class ThrottleConfig:
+    """Client-side adaptive throttling per origin (Google SRE book): over the last
+    ``window`` seconds, reject calls locally with probability
+    ``max(0, (requests - k * accepts) / (requests + 1))``. Off unless ``enabled``."""
+
+    enabled: bool = False
+    k: float = 2.0
+    window: float = 120.0
+
+    def __post_init__(self) -> None:
+        _flag(self, "enabled")
+        _number(self, "k", minimum=1.0)
+        _number(self, "window", strict=True)
+
+
+@dataclass
 class BulkheadConfig:
     """At most ``max_concurrency`` calls in flight per session; a caller waits
     up to ``acquisition_timeout`` seconds for a slot (0 = do not wait)."""
@@ -249,6 +266,7 @@ class ClientConfig:
     circuit_breaker: CircuitBreakerConfig = field(default_factory=CircuitBreakerConfig)
     bulkhead: BulkheadConfig = field(default_factory=BulkheadConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
+    throttle: ThrottleConfig = field(default_factory=ThrottleConfig)
     follow_redirects: bool = True
     verify_ssl: bool = True
     user_agent: Optional[str] = None
@@ -267,6 +285,7 @@ class ClientConfig:
         _instance(self, "circuit_breaker", CircuitBreakerConfig)
         _instance(self, "bulkhead", BulkheadConfig)
         _instance(self, "logging", LoggingConfig)
+        _instance(self, "throttle", ThrottleConfig)
         for name in ("follow_redirects", "verify_ssl", "raise_for_status"):
             _flag(self, name)
         if self.user_agent is not None and not isinstance(self.user_agent, str):

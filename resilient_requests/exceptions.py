@@ -6,6 +6,7 @@
      └── APIError
           ├── ConnectionError      (also requests.ConnectionError)
           │    └── CircuitOpenError   the origin's breaker is open: no I/O was done
+          │         └── ThrottledError   adaptive throttling rejected it locally
           ├── TimeoutError         (also requests.Timeout)
           │    └── DeadlineExceededError   the call's total deadline passed
           ├── PoolTimeoutError     no bulkhead slot or pooled connection in time: no I/O was done
@@ -72,6 +73,7 @@ __all__ += [
     "CircuitOpenError",
     "DeadlineExceededError",
     "PoolTimeoutError",
+    "ThrottledError",
     "ClientError",
     "AuthenticationError",
     "NotFoundError",
@@ -111,6 +113,16 @@ class CircuitOpenError(ConnectionError):
         super().__init__(*args, **kwargs)
         self.origin = origin
         self.retry_after = retry_after
+
+
+class ThrottledError(CircuitOpenError):
+    """The client rejected the call itself: the origin accepted too few recent
+    calls (adaptive throttling, ``ThrottleConfig``). Nothing was sent.
+    ``probability`` is the rejection probability at that moment."""
+
+    def __init__(self, *args: Any, probability: float = 0.0, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.probability = probability
 
 
 class PoolTimeoutError(APIError):

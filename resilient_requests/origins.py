@@ -10,6 +10,7 @@ from .breaker import BreakerEvents, LocalState, OriginBreaker, TransitionLog
 from .budget import RetryBudget
 from .config import ClientConfig
 from .events import Events
+from .throttle import AdaptiveThrottle
 
 __all__ = ["origin_of", "loggable_url", "OriginState", "Origins", "COUNTERS"]
 
@@ -55,18 +56,20 @@ def loggable_url(url: str) -> str:
 
 
 #: The counters of :meth:`OriginState.snapshot`, in order.
-COUNTERS = ("calls", "successes", "failures", "retries", "short_circuited", "rejected")
+COUNTERS = ("calls", "successes", "failures", "retries", "short_circuited", "rejected", "throttled")
 
 
 class OriginState:
     """What one session keeps per origin: its breaker, its retry budget, its counters."""
 
-    __slots__ = ("origin", "breaker", "budget", "_counts", "_lock")
+    __slots__ = ("origin", "breaker", "budget", "throttle", "_counts", "_lock")
 
-    def __init__(self, origin: str, breaker: OriginBreaker, budget: Optional[RetryBudget]) -> None:
+    def __init__(self, origin: str, breaker: OriginBreaker, budget: Optional[RetryBudget],
+                 throttle: Optional[AdaptiveThrottle] = None) -> None:
         self.origin = origin
         self.breaker = breaker
         self.budget = budget
+        self.throttle = throttle
         self._counts = dict.fromkeys(COUNTERS, 0)
         self._lock = threading.Lock()
 
@@ -112,7 +115,9 @@ class Origins:
         if retry.budget_ratio is not None:
             budget = RetryBudget(retry.budget_ratio, retry.budget_floor, retry.budget_window)
         breaker = OriginBreaker(origin, self._config.circuit_breaker, self._listeners, self._storage(origin))
-        return OriginState(origin, breaker, budget)
+        throttling = self._config.throttle
+        throttle = AdaptiveThrottle(throttling.k, throttling.window) if throttling.enabled else None
+        return OriginState(origin, breaker, budget, throttle)
 
     def _storage(self, origin: str) -> Optional[LocalState]:
         """Shared state for ``origin`` if the config names a Redis storage."""

@@ -39,7 +39,7 @@ from .events import (
     Events,
     RetryScheduled,
 )
-from .exceptions import CircuitOpenError, DeadlineExceededError, PoolTimeoutError
+from .exceptions import CircuitOpenError, DeadlineExceededError, PoolTimeoutError, ThrottledError
 from .origins import Origins, OriginState, loggable_url
 from .retry import Attempts, Outcome, RetryLoop, retry_after_seconds
 
@@ -77,6 +77,18 @@ class Pipeline:
                 self.events.emit("call_short_circuited", CallShortCircuited(
                     state.origin, method, loggable_url(url), error.retry_after))
             raise
+        throttle = state.throttle
+        if throttle is not None:
+            probability = throttle.admit()
+            if probability:
+                state.count("throttled")
+                if self.events.listeners:
+                    self.events.emit("call_short_circuited", CallShortCircuited(
+                        state.origin, method, loggable_url(url), 0.0))
+                raise ThrottledError(
+                    f"call to {state.origin} rejected locally (adaptive throttling, p={probability:.2f})",
+                    origin=state.origin, retry_after=0.0, probability=probability,
+                )
         try:
             self.bulkhead.acquire()
         except PoolTimeoutError:
@@ -100,6 +112,9 @@ class Pipeline:
         else:
             outcome = "success"
         state = call.origin
+        if state.throttle is not None and response is not None and outcome == "success" \
+                and response.status_code != 429:
+            state.throttle.accepted()  # the origin took the call: 429 and failure statuses are refusals
         state.count("calls", "successes" if outcome == "success" else "failures",
                     *(("short_circuited",) if outcome == "short_circuited" else ()))
         if self.events.listeners:

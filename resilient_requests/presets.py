@@ -16,6 +16,7 @@ from .config import (
     CircuitBreakerConfig,
     ClientConfig,
     RetryConfig,
+    ThrottleConfig,
     TimeoutConfig,
 )
 
@@ -47,13 +48,15 @@ def get_high_latency_config(base_url: Optional[str] = None) -> ClientConfig:
 
 
 def get_fast_microservice_config(base_url: Optional[str] = None) -> ClientConfig:
-    """Internal services on a fast network: fail fast, retry once, many threads."""
+    """Internal services on a fast network: fail fast, retry once, many threads,
+    and shed load locally when a service accepts too few calls (adaptive throttling)."""
     return ClientConfig(
         base_url=base_url,
         timeout=TimeoutConfig(connect=2.0, read=5.0, write=5.0, pool=1.0, total=15.0),
         retry=RetryConfig(max_attempts=2, min_wait=0.5, max_wait=10.0, multiplier=2.0),
         circuit_breaker=CircuitBreakerConfig(failure_threshold=3, recovery_timeout=10.0),
         bulkhead=BulkheadConfig(max_concurrency=100, acquisition_timeout=5.0),
+        throttle=ThrottleConfig(enabled=True),
     )
 
 

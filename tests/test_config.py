@@ -32,9 +32,11 @@ BULKHEAD_DEFAULTS = {"max_concurrency": 50, "acquisition_timeout": 30.0}
 LOGGING_DEFAULTS = {
     "level": "INFO", "include_request_id": True, "logger_name": "resilient_requests",
 }
+THROTTLE_DEFAULTS = {"enabled": False, "k": 2.0, "window": 120.0}
 CLIENT_DEFAULTS = {
     "base_url": None, "timeout": TIMEOUT_DEFAULTS, "retry": RETRY_DEFAULTS,
     "circuit_breaker": BREAKER_DEFAULTS, "bulkhead": BULKHEAD_DEFAULTS, "logging": LOGGING_DEFAULTS,
+    "throttle": THROTTLE_DEFAULTS,
     "follow_redirects": True, "verify_ssl": True, "user_agent": None, "raise_for_status": False,
 }
 
