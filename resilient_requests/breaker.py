@@ -20,8 +20,10 @@ from __future__ import annotations
 import enum
 import logging
 import threading
+import time
+from collections import deque
 from datetime import datetime, timezone
-from typing import Any, Optional, Sequence
+from typing import Any, Deque, Optional, Sequence, Tuple
 
 import pybreaker
 
@@ -29,7 +31,7 @@ from .config import CircuitBreakerConfig
 from .events import BreakerStateChanged, Events
 from .exceptions import CircuitOpenError
 
-__all__ = ["CircuitState", "LocalState", "OriginBreaker", "TransitionLog", "BreakerEvents"]
+__all__ = ["CircuitState", "LocalState", "OriginBreaker", "RateWindow", "TransitionLog", "BreakerEvents"]
 
 
 class CircuitState(str, enum.Enum):
@@ -95,6 +97,43 @@ def _seconds_left(opened_at: Optional[datetime], recovery_timeout: float) -> flo
     return max(0.0, recovery_timeout - elapsed)
 
 
+class RateWindow:
+    """The last calls of one origin in this process, for ``policy="rate"``:
+    running counts of failures and slow calls over a count or time window."""
+
+    def __init__(self, config: CircuitBreakerConfig) -> None:
+        self._by_time = config.window_type == "time"
+        self._size = config.window_size
+        self._minimum = config.minimum_calls
+        self._failure_rate = config.failure_rate_threshold
+        self._slow_rate = config.slow_call_rate_threshold if config.slow_call_duration is not None else None
+        self._calls: Deque[Tuple[float, bool, bool]] = deque()
+        self._failures = self._slow = 0
+
+    def add(self, failed: bool, slow: bool) -> bool:
+        """Count a call; whether the window now says the breaker should open."""
+        now = time.monotonic()
+        calls = self._calls
+        calls.append((now, failed, slow))
+        self._failures += failed
+        self._slow += slow
+        while calls and (now - calls[0][0] > self._size if self._by_time else len(calls) > self._size):
+            _, old_failed, old_slow = calls.popleft()
+            self._failures -= old_failed
+            self._slow -= old_slow
+        count = len(calls)
+        if count < self._minimum:
+            return False
+        if self._failures / count >= self._failure_rate:
+            return True
+        return self._slow_rate is not None and self._slow / count >= self._slow_rate
+
+    def clear(self) -> None:
+        """Forget every call (the breaker changed state)."""
+        self._calls.clear()
+        self._failures = self._slow = 0
+
+
 class OriginBreaker:
     """The breaker of one origin: ``admit()`` before an attempt, ``record()`` after."""
 
@@ -116,6 +155,8 @@ class OriginBreaker:
         )
         self._recovery = config.recovery_timeout
         self._lock = threading.Lock()
+        self._window = RateWindow(config) if config.policy == "rate" else None
+        self._slow_after = config.slow_call_duration
 
     @property
     def state(self) -> CircuitState:
@@ -167,10 +208,14 @@ class OriginBreaker:
                 self._breaker.state  # noqa: B018
             return True
 
-    def record(self, trial: bool, failed: Optional[bool]) -> None:
+    def record(self, trial: bool, failed: Optional[bool], duration: float = 0.0) -> None:
         """Record an admitted attempt: ``failed`` True/False, or ``None`` for an
-        outcome that says nothing about the origin (e.g. an invalid URL)."""
+        outcome that says nothing about the origin (e.g. an invalid URL);
+        ``duration`` in seconds, for the slow-call rule of ``policy="rate"``."""
         storage = self._storage
+        if self._window is not None and failed is not None and not trial:
+            self._record_in_window(failed, duration)
+            return
         if not trial and failed is False:
             if storage.counter:  # a cheap read: an int here, a cached value for Redis
                 with self._lock:
@@ -192,7 +237,20 @@ class OriginBreaker:
                 if failed:
                     self._breaker.open()
                 else:
+                    if self._window is not None:
+                        self._window.clear()
                     self._breaker.close()
+
+    def _record_in_window(self, failed: bool, duration: float) -> None:
+        slow = self._slow_after is not None and duration > self._slow_after
+        window = self._window
+        assert window is not None
+        with self._lock:
+            if self._storage.state != pybreaker.STATE_CLOSED:
+                return  # a late result of a call admitted before the breaker opened
+            if window.add(failed, slow):
+                window.clear()
+                self._breaker.open()
 
     def is_open(self) -> bool:
         """Whether the next attempt would be refused right now."""

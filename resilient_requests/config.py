@@ -161,6 +161,12 @@ class CircuitBreakerConfig:
     ``failure_statuses`` are responses that count as failures, whether or not
     the caller asked for errors to be raised; every other response is a success.
 
+    ``policy="rate"`` opens instead on the share of failures (and, with
+    ``slow_call_duration``, of calls slower than that, even successful ones)
+    among the last ``window_size`` calls (``window_type="count"``) or seconds
+    (``"time"``), once ``minimum_calls`` were seen, as Resilience4j and Polly do.
+    The window is kept per process; the state it opens is stored like any other.
+
     ``storage``: ``None`` keeps the state in this process; a Redis URL or a
     ``redis.Redis`` client shares it with every process that names the same
     storage and ``namespace`` (see :mod:`.shared_state`). Each Redis call waits
@@ -171,6 +177,13 @@ class CircuitBreakerConfig:
     failure_threshold: int = 5
     recovery_timeout: float = 30.0
     failure_statuses: FrozenSet[int] = frozenset({500, 502, 503, 504})
+    policy: str = "consecutive"
+    failure_rate_threshold: float = 0.5
+    window_type: str = "count"
+    window_size: float = 100.0
+    minimum_calls: int = 20
+    slow_call_duration: Optional[float] = None
+    slow_call_rate_threshold: float = 1.0
     storage: Any = None
     namespace: str = "resilient_requests"
     storage_timeout: float = 0.05
@@ -181,6 +194,21 @@ class CircuitBreakerConfig:
         _integer(self, "failure_threshold", minimum=1)
         _number(self, "recovery_timeout", strict=True)
         _statuses(self, "failure_statuses")
+        if self.policy not in ("consecutive", "rate"):
+            raise ValueError(f"CircuitBreakerConfig.policy must be 'consecutive' or 'rate', got {self.policy!r}")
+        if self.window_type not in ("count", "time"):
+            raise ValueError(f"CircuitBreakerConfig.window_type must be 'count' or 'time', got {self.window_type!r}")
+        for name in ("failure_rate_threshold", "slow_call_rate_threshold"):
+            given = getattr(self, name)
+            _number(self, name, strict=True)
+            if getattr(self, name) > 1.0:
+                raise ValueError(f"CircuitBreakerConfig.{name} must be a share <= 1, got {given!r}")
+        given = self.window_size
+        _number(self, "window_size", strict=True)
+        if self.window_type == "count" and self.window_size < 1:
+            raise ValueError(f"CircuitBreakerConfig.window_size must be >= 1 call, got {given!r}")
+        _integer(self, "minimum_calls", minimum=1)
+        _number(self, "slow_call_duration", strict=True, optional=True)
         storage = self.storage
         if isinstance(storage, str):
             if not storage.startswith(("redis://", "rediss://", "unix://")):

@@ -135,5 +135,11 @@ class Origins:
         return RedisState(self._redis, f"{config.namespace}:breaker:{origin}", lease,
                           config.state_cache_ttl, config.storage_retry)
 
+    def close(self) -> None:
+        """Close the Redis client if this object made it (not one the caller passed in)."""
+        client, self._redis = self._redis, None
+        if client is not None and isinstance(self._config.circuit_breaker.storage, str):
+            client.close()
+
     def __iter__(self) -> Iterator[OriginState]:
         return iter(list(self._states.values()))

@@ -124,6 +124,10 @@ class Pipeline:
                 call.attempts, time.monotonic() - call.started, outcome,
             ))
 
+    def close(self) -> None:
+        """Release what the layers hold outside the adapters (a Redis client)."""
+        self.origins.close()
+
     def stats(self) -> Dict[str, Any]:
         """Counters per origin, breaker states and the bulkhead, as plain values."""
         return {
@@ -222,6 +226,7 @@ class _Hop(Attempts):
                 return self._expired()
             self._cap_timeout(left)
             deadlines.activate(deadline)
+        started = time.monotonic()
         try:
             response = self.adapter.send(self.request, **self.kwargs)
             if not self.stream and not response.is_redirect:
@@ -236,7 +241,7 @@ class _Hop(Attempts):
                 self.origin.breaker.record(trial, True)
                 return self._expired(exc)
             verdict = classify(exc)
-            self.origin.breaker.record(trial, True if verdict.breaker else None)
+            self.origin.breaker.record(trial, True if verdict.breaker else None, time.monotonic() - started)
             return Outcome(error=exc, verdict=verdict, retry=self._may_retry(verdict))
         except BaseException:
             self.origin.breaker.record(trial, None)
@@ -251,7 +256,7 @@ class _Hop(Attempts):
             self.origin.breaker.record(trial, True)
             return self._expired()
         status = response.status_code
-        self.origin.breaker.record(trial, status in self.pipeline.failure_statuses)
+        self.origin.breaker.record(trial, status in self.pipeline.failure_statuses, time.monotonic() - started)
         retry = status in self.pipeline.retry_statuses and self.idempotent and self.replayable
         return Outcome(
             response=response, retry=retry,

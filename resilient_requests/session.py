@@ -83,6 +83,7 @@ class ResilientSession(requests.Session):
         if not isinstance(config, ClientConfig):
             raise TypeError(f"ResilientSession config must be a ClientConfig, got {config!r}")
         self.config = config
+        self._shared = _shared is not None  # the module-level API's: its layers outlive it
         if _shared is not None:
             self._pipeline = _shared.pipeline
             self.adapters.clear()
@@ -108,6 +109,7 @@ class ResilientSession(requests.Session):
     def __setstate__(self, state: Dict[str, Any]) -> None:
         super().__setstate__(state)  # type: ignore[misc, unused-ignore]  # missing in types-requests
         self._pipeline = Pipeline(self.config, _logger_for(self.config))
+        self._shared = False
         self._local = threading.local()
         self._proxy_cache = ProxyCache()
         self._default_timeout = (self.config.timeout.connect, self.config.timeout.read)
@@ -233,6 +235,12 @@ class ResilientSession(requests.Session):
     def circuit_state(self, url: str) -> CircuitState:
         """The state of the breaker for ``url``'s origin."""
         return self._pipeline.origins.get(self.absolute_url(url)).breaker.state
+
+    def close(self) -> None:
+        """Close the pooled connections (and a Redis client the session made)."""
+        super().close()
+        if not self._shared:
+            self._pipeline.close()
 
     def add_listener(self, listener: Any) -> None:
         """Register an observability listener (see :class:`resilient_requests.Listener`)."""

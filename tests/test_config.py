@@ -25,6 +25,9 @@ RETRY_DEFAULTS = {
 BREAKER_DEFAULTS = {
     "failure_threshold": 5, "recovery_timeout": 30.0,
     "failure_statuses": frozenset({500, 502, 503, 504}),
+    "policy": "consecutive", "failure_rate_threshold": 0.5, "window_type": "count",
+    "window_size": 100.0, "minimum_calls": 20, "slow_call_duration": None,
+    "slow_call_rate_threshold": 1.0,
     "storage": None, "namespace": "resilient_requests", "storage_timeout": 0.05,
     "state_cache_ttl": 0.1, "storage_retry": 5.0,
 }

@@ -38,6 +38,7 @@ class Field:
     strict: bool = False  # > minimum rather than >= minimum
     optional: bool = False  # None allowed (and kept)
     others: Any = None  # other fields, so that only this one can be wrong
+    maximum: Optional[float] = None  # <= maximum, for shares
 
     def __str__(self) -> str:
         return f"{self.cls.__name__}.{self.name}"
@@ -57,8 +58,13 @@ class Field:
             return TypeError
         if math.isnan(value) or math.isinf(value):
             return ValueError
+        try:
+            float(value)
+        except OverflowError:
+            return ValueError
         too_small = value <= self.minimum if self.strict else value < self.minimum
-        return ValueError if too_small else None
+        too_big = self.maximum is not None and value > self.maximum
+        return ValueError if too_small or too_big else None
 
 
 FIELDS = [
@@ -74,6 +80,11 @@ FIELDS = [
     Field(RetryConfig, "budget_window", "float", 0.0, strict=True),
     Field(CircuitBreakerConfig, "failure_threshold", "int", 1),
     Field(CircuitBreakerConfig, "recovery_timeout", "float", 0.0, strict=True),
+    Field(CircuitBreakerConfig, "failure_rate_threshold", "float", 0.0, strict=True, maximum=1.0),
+    Field(CircuitBreakerConfig, "slow_call_rate_threshold", "float", 0.0, strict=True, maximum=1.0),
+    Field(CircuitBreakerConfig, "window_size", "float", 1.0),  # calls, with the default count window
+    Field(CircuitBreakerConfig, "minimum_calls", "int", 1),
+    Field(CircuitBreakerConfig, "slow_call_duration", "float", 0.0, strict=True, optional=True),
     Field(CircuitBreakerConfig, "storage_timeout", "float", 0.0, strict=True),
     Field(CircuitBreakerConfig, "state_cache_ttl", "float", 0.0),
     Field(CircuitBreakerConfig, "storage_retry", "float", 0.0, strict=True),
