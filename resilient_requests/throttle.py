@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import random
 import threading
-import time
-from typing import Callable, List
+from typing import Callable
+
+from .rolling import RollingCounts
 
 __all__ = ["AdaptiveThrottle"]
 
@@ -20,43 +21,30 @@ __all__ = ["AdaptiveThrottle"]
 class AdaptiveThrottle:
     """The throttle of one origin: :meth:`admit` before a call, :meth:`accepted` after."""
 
-    __slots__ = ("k", "_width", "_requests", "_accepts", "_epoch", "_lock", "_random", "rejected")
+    __slots__ = ("k", "_counts", "_lock", "_random", "rejected")
 
     def __init__(self, k: float, window: float, slots: int = 12,
                  rng: Callable[[], float] = random.random) -> None:
         self.k = k
-        self._width = window / slots
-        self._requests: List[int] = [0] * slots
-        self._accepts: List[int] = [0] * slots
-        self._epoch = 0
+        self._counts = RollingCounts(("requests", "accepts"), window, slots)
         self._lock = threading.Lock()
         self._random = rng
         self.rejected = 0
 
-    def _roll(self) -> int:
-        epoch = int(time.monotonic() / self._width)
-        slots = len(self._requests)
-        if epoch != self._epoch:
-            for step in range(min(epoch - self._epoch, slots)):
-                index = (epoch - step) % slots
-                self._requests[index] = self._accepts[index] = 0
-            self._epoch = epoch
-        return epoch % slots
+    def _probability(self) -> float:
+        requests = self._counts.total("requests")
+        return max(0.0, (requests - self.k * self._counts.total("accepts")) / (requests + 1))
 
     def rejection_probability(self) -> float:
         """The current chance that a call is rejected locally."""
         with self._lock:
-            self._roll()
-            requests, accepts = sum(self._requests), sum(self._accepts)
-        return max(0.0, (requests - self.k * accepts) / (requests + 1))
+            return self._probability()
 
     def admit(self) -> float:
         """Count a call; 0.0 if it may go, else the probability with which it was rejected."""
         with self._lock:
-            index = self._roll()
-            requests, accepts = sum(self._requests), sum(self._accepts)
-            self._requests[index] += 1
-        probability = max(0.0, (requests - self.k * accepts) / (requests + 1))
+            probability = self._probability()
+            self._counts.add("requests")
         if probability > 0.0 and self._random() < probability:
             self.rejected += 1
             return probability
@@ -65,4 +53,4 @@ class AdaptiveThrottle:
     def accepted(self) -> None:
         """The origin accepted a call."""
         with self._lock:
-            self._accepts[self._roll()] += 1
+            self._counts.add("accepts")
