@@ -15,6 +15,8 @@ from typing import Dict, Mapping, Optional, Tuple
 
 from requests.utils import get_environ_proxies
 
+from .origins import url_prefix
+
 __all__ = ["ProxyCache", "PROXY_VARIABLES"]
 
 #: What decides the proxies of an http(s) URL: select_proxy only looks at the
@@ -36,9 +38,7 @@ class ProxyCache:
         """The environment's proxies for ``url`` (read-only: do not change it)."""
         get = os.environ.get
         snapshot = tuple(get(name) for name in PROXY_VARIABLES)
-        start = url.find("//")
-        slash = url.find("/", start + 2) if start >= 0 else -1
-        key = (url[:slash] if slash > 0 else url, no_proxy)
+        key = (url_prefix(url), no_proxy)
         with self._lock:
             if snapshot != self._snapshot:
                 self._snapshot, self._proxies = snapshot, {}

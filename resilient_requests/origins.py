@@ -12,17 +12,22 @@ from .config import ClientConfig
 from .events import Events
 from .throttle import AdaptiveThrottle
 
-__all__ = ["origin_of", "loggable_url", "OriginState", "Origins", "COUNTERS"]
+__all__ = ["origin_of", "url_prefix", "loggable_url", "OriginState", "Origins", "COUNTERS"]
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 _ORIGINS: Dict[str, str] = {}
 
 
-def origin_of(url: str) -> str:
-    """``scheme://host:port`` of ``url`` (cached per ``scheme://netloc`` prefix)."""
+def url_prefix(url: str) -> str:
+    """``url`` up to its path: ``scheme://netloc``, a cheap key for per-origin caches."""
     start = url.find("//")
     slash = url.find("/", start + 2) if start >= 0 else -1
-    key = url[:slash] if slash > 0 else url
+    return url[:slash] if slash > 0 else url
+
+
+def origin_of(url: str) -> str:
+    """``scheme://host:port`` of ``url`` (cached per :func:`url_prefix`)."""
+    key = url_prefix(url)
     origin = _ORIGINS.get(key)
     if origin is None:
         if len(_ORIGINS) >= 1024:
