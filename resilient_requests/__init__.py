@@ -43,6 +43,7 @@ from .config import (
     BulkheadConfig,
     CircuitBreakerConfig,
     ClientConfig,
+    HedgeConfig,
     LoggingConfig,
     RetryConfig,
     ThrottleConfig,
@@ -88,7 +89,8 @@ logging.getLogger("resilient_requests").addHandler(logging.NullHandler())
 
 __all__ = [
     "APIError", "AuthenticationError", "BulkheadConfig", "CircuitBreakerConfig", "CircuitOpenError",
-    "CircuitState", "ClientConfig", "ClientError", "ConnectionError", "DeadlineExceededError", "LoggingConfig", "NotFoundError",
+    "CircuitState", "ClientConfig", "ClientError", "ConnectionError", "DeadlineExceededError", "HedgeConfig", "LoggingConfig",
+    "NotFoundError",
     "PoolTimeoutError", "ResilientSession", "RetryConfig", "ServerError", "Session", "ThrottleConfig", "ThrottledError", "TimeoutConfig",
     "TimeoutError", "configure", "create_resilient_client", "delete", "exceptions", "get",
     "get_batch_processing_config", "get_default_config", "get_fast_microservice_config", "get_high_latency_config", "head",

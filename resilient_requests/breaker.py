@@ -7,23 +7,26 @@ manager skips that lock but then lets every waiting caller into half-open at
 once. And it counts only raised exceptions, while a 503 *response* must count
 as a failure and a 404 as a success.
 
-So this module steps around ``call()``: it keeps pybreaker's storage (counter,
-state, ``opened_at``), its transitions (``open()``, ``half_open()``,
-``close()``, which notify its listeners) and its settings, and adds two things:
-an *admit* step before each attempt and a *record* step after it, each holding
-a small lock of ours for a few dictionary operations and never across I/O; and
-a single half-open trial slot, so one caller probes a recovering origin while
-every other caller still fails fast. Only public pybreaker names are used.
+So this module steps around ``call()``: it keeps pybreaker's storage (failure
+and success counters, state, ``opened_at``), its transitions (``open()``,
+``half_open()``, ``close()``, which notify its listeners) and its settings
+(``success_threshold`` is ``permitted_calls_in_half_open``), and adds two
+things: an *admit* step before each attempt and a *record* step after it, each
+holding a small lock of ours for a few dictionary operations and never across
+I/O; and leased half-open trial places, so a set number of callers probe a
+recovering origin while every other caller still fails fast. Only public
+pybreaker names are used.
 """
 from __future__ import annotations
 
 import enum
+import itertools
 import logging
 import threading
 import time
 from collections import deque
 from datetime import datetime, timezone
-from typing import Any, Deque, Optional, Sequence, Tuple
+from typing import Any, Deque, Dict, Optional, Sequence, Tuple, Union
 
 import pybreaker
 
@@ -53,36 +56,81 @@ _STATES = {
 
 
 class LocalState(pybreaker.CircuitMemoryStorage):
-    """pybreaker's in-memory storage plus the half-open trial slot: the state of
-    one origin in one process. :mod:`.shared_state` offers the same methods
-    over Redis; :class:`OriginBreaker` calls them holding its own lock."""
+    """pybreaker's in-memory storage plus the half-open trials: the state of one
+    origin in one process. :mod:`.shared_state` offers the same methods over
+    Redis; :class:`OriginBreaker` calls them holding its own lock.
+
+    Half-open admits ``permitted_calls_in_half_open`` trials. Each holds a
+    *lease* (a token and an end time): a trial that never reports back loses
+    its place when the lease ends, and a result reported after that, or after
+    the breaker moved on, is ignored. Successful trials are counted in
+    pybreaker's success counter (which its transitions reset); failed trials in
+    a row, in ``reopens``, lengthen the next open period.
+    """
 
     def __init__(self) -> None:
         super().__init__(pybreaker.STATE_CLOSED)
-        self._trial = False
+        self._trials: Dict[str, float] = {}  # token -> lease end (time.monotonic)
+        self._tokens = itertools.count(1)
+        self._reopens = 0
 
-    def refusal(self, recovery_timeout: float) -> Optional[float]:
+    @property
+    def reopens(self) -> int:
+        """Failed trials since the breaker last closed."""
+        return self._reopens
+
+    def refusal(self, config: CircuitBreakerConfig) -> Optional[float]:
         """``None`` if an attempt would be admitted now, else the seconds until
-        one would be (0.0 while another caller's trial is in flight)."""
+        one would be (0.0 while half-open with every trial place taken)."""
         state = self.state
         if state == pybreaker.STATE_CLOSED:
             return None
         if state == pybreaker.STATE_HALF_OPEN:
-            return 0.0 if self._trial else None
-        left = _seconds_left(self.opened_at, recovery_timeout)
+            return None if self._room(config) else 0.0
+        left = _seconds_left(self.opened_at, config.open_for(self._reopens))
         return left if left > 0 else None
 
-    def claim_trial(self, recovery_timeout: float) -> Optional[float]:
-        """Take the trial slot if the breaker may try: ``None`` when taken, else
-        as :meth:`refusal`. Called only when the breaker is not closed."""
-        refused = self.refusal(recovery_timeout)
-        if refused is None:
-            self._trial = True
-        return refused
+    def _room(self, config: CircuitBreakerConfig) -> bool:
+        now = time.monotonic()
+        for token, until in list(self._trials.items()):
+            if until <= now:
+                del self._trials[token]  # a trial that never reported back
+        return len(self._trials) + self.success_counter < config.permitted_calls_in_half_open
 
-    def end_trial(self) -> None:
-        """Free the trial slot."""
-        self._trial = False
+    def claim_trial(self, config: CircuitBreakerConfig, lease: float) -> Union[str, float, None]:
+        """A trial's token if this caller may try now; ``None`` if the breaker
+        is closed (no trial needed); else the seconds as :meth:`refusal`."""
+        state = self.state
+        if state == pybreaker.STATE_CLOSED:
+            return None
+        if state == pybreaker.STATE_OPEN:
+            left = _seconds_left(self.opened_at, config.open_for(self._reopens))
+            if left > 0:
+                return left
+            self._trials.clear()  # a new half-open period begins
+        elif not self._room(config):
+            return 0.0
+        token = str(next(self._tokens))
+        self._trials[token] = time.monotonic() + lease
+        return token
+
+    def finish_trial(self, token: str, failed: Optional[bool], config: CircuitBreakerConfig) -> Optional[str]:
+        """Record a trial's outcome: ``"open"`` or ``"close"`` when it decides
+        the breaker's next state, else ``None``. ``failed=None`` (no verdict)
+        only gives the place back."""
+        if self._trials.pop(token, None) is None or failed is None:
+            return None  # lease ended, or the breaker moved on meanwhile
+        if self.state != pybreaker.STATE_HALF_OPEN:
+            return None
+        if failed:
+            self._reopens += 1
+        else:
+            self.increment_success_counter()
+            if self.success_counter < config.permitted_calls_in_half_open:
+                return None  # the other trials decide
+            self._reopens = 0
+        self._trials.clear()  # this half-open period is over: late trials are ignored
+        return "open" if failed else "close"
 
     def record_failure(self, threshold: int) -> bool:
         """Count a failure while closed; whether the threshold is reached."""
@@ -143,17 +191,20 @@ class OriginBreaker:
         config: CircuitBreakerConfig,
         listeners: Sequence[pybreaker.CircuitBreakerListener] = (),
         storage: Optional[LocalState] = None,
+        trial_timeout: float = 60.0,
     ) -> None:
         self.origin = origin
         self._storage = storage if storage is not None else LocalState()
         self._breaker = pybreaker.CircuitBreaker(
             fail_max=config.failure_threshold,
             reset_timeout=config.recovery_timeout,
+            success_threshold=config.permitted_calls_in_half_open,
             state_storage=self._storage,
             listeners=list(listeners),
             name=origin,
         )
-        self._recovery = config.recovery_timeout
+        self._config = config
+        self._lease = config.trial_timeout if config.trial_timeout is not None else trial_timeout
         self._lock = threading.Lock()
         self._window = RateWindow(config) if config.policy == "rate" else None
         self._slow_after = config.slow_call_duration
@@ -169,12 +220,18 @@ class OriginBreaker:
         """Consecutive failures recorded while closed."""
         return int(self._storage.counter)
 
+    @property
+    def open_for(self) -> float:
+        """Seconds the breaker stays open when it next opens (or stays now):
+        longer after failed trials if ``recovery_multiplier`` > 1."""
+        return self._config.open_for(self._storage.reopens)
+
     def check(self) -> None:
         """Raise ``CircuitOpenError`` if an attempt would be refused now (no state change)."""
         if self._storage.state == pybreaker.STATE_CLOSED:
             return
         with self._lock:
-            left = self._storage.refusal(self._recovery)
+            left = self._storage.refusal(self._config)
         if left is not None:
             raise self._refusal(left)
 
@@ -182,64 +239,71 @@ class OriginBreaker:
         if left > 0:
             message = f"circuit open for {self.origin}; next trial in {left:.3f}s"
         else:
-            message = f"circuit half-open for {self.origin}; a trial call is in flight"
+            message = f"circuit half-open for {self.origin}; its trial calls are in flight"
         return CircuitOpenError(message, origin=self.origin, retry_after=left)
 
-    def admit(self) -> bool:
+    def admit(self) -> Optional[str]:
         """Let an attempt through, or raise ``CircuitOpenError`` without I/O.
 
-        Returns ``True`` when the attempt is the half-open trial: its outcome
-        closes or re-opens the breaker, and :meth:`record` must be called for it
-        (with ``failed=None`` if it ended without a verdict) to free the slot.
+        Returns ``None`` for an ordinary attempt, or a token when the attempt is
+        a half-open trial: trials decide whether the breaker closes or opens
+        again, and :meth:`record` must be called for each (with ``failed=None``
+        if it ended without a verdict) to give its place back.
         """
         if self._storage.state == pybreaker.STATE_CLOSED:  # the lock-free common case
-            return False
+            return None
         with self._lock:
-            if self._storage.state == pybreaker.STATE_CLOSED:
-                return False
-            left = self._storage.claim_trial(self._recovery)
-            if left is not None:
-                raise self._refusal(left)
+            claimed = self._storage.claim_trial(self._config, self._lease)
+            if claimed is None:
+                return None  # closed meanwhile (by another process, with shared state)
+            if not isinstance(claimed, str):
+                raise self._refusal(claimed)
             if self._storage.state != pybreaker.STATE_HALF_OPEN:
                 self._breaker.half_open()  # notifies the listeners
             else:
-                # A shared storage turned half-open in the claim itself: reading
-                # pybreaker's ``state`` syncs its cached state and notifies.
+                # Already half-open, or a shared storage turned half-open in the
+                # claim itself: reading pybreaker's ``state`` syncs its cached
+                # state and notifies the listeners if it changed.
                 self._breaker.state  # noqa: B018
-            return True
+            return claimed
 
-    def record(self, trial: bool, failed: Optional[bool], duration: float = 0.0) -> None:
-        """Record an admitted attempt: ``failed`` True/False, or ``None`` for an
-        outcome that says nothing about the origin (e.g. an invalid URL);
-        ``duration`` in seconds, for the slow-call rule of ``policy="rate"``."""
+    def record(self, trial: Optional[str], failed: Optional[bool], duration: float = 0.0) -> None:
+        """Record an admitted attempt: ``trial`` as :meth:`admit` returned it;
+        ``failed`` True/False, or ``None`` for an outcome that says nothing
+        about the origin (e.g. an invalid URL); ``duration`` in seconds, for the
+        slow-call rule of ``policy="rate"``."""
         storage = self._storage
-        if self._window is not None and failed is not None and not trial:
+        if trial is not None:
+            self._record_trial(trial, failed, duration)
+            return
+        if self._window is not None and failed is not None:
             self._record_in_window(failed, duration)
             return
-        if not trial and failed is False:
+        if failed is None:
+            return
+        if not failed:
             if storage.counter:  # a cheap read: an int here, a cached value for Redis
                 with self._lock:
                     if storage.state == pybreaker.STATE_CLOSED:
                         storage.reset_counter()
             return
         with self._lock:
-            if trial:
-                storage.end_trial()
-            if failed is None:
-                return
-            state = storage.state
-            if state == pybreaker.STATE_CLOSED and failed:
-                if storage.record_failure(self._breaker.fail_max):
-                    self._breaker.open()
-            elif state == pybreaker.STATE_HALF_OPEN and trial:
-                # Only the trial decides; late results of calls admitted
-                # before the breaker opened are ignored.
-                if failed:
-                    self._breaker.open()
-                else:
-                    if self._window is not None:
-                        self._window.clear()
-                    self._breaker.close()
+            # Late results of calls admitted before the breaker opened are ignored.
+            if storage.state == pybreaker.STATE_CLOSED and storage.record_failure(self._breaker.fail_max):
+                self._breaker.open()
+
+    def _record_trial(self, trial: str, failed: Optional[bool], duration: float) -> None:
+        if failed is False and self._window is not None and self._slow_after is not None \
+                and duration > self._slow_after:
+            failed = True  # under the slow-call rule, a slow trial shows the origin still slow
+        with self._lock:
+            verdict = self._storage.finish_trial(trial, failed, self._config)
+            if verdict == "open":
+                self._breaker.open()
+            elif verdict == "close":
+                if self._window is not None:
+                    self._window.clear()
+                self._breaker.close()
 
     def _record_in_window(self, failed: bool, duration: float) -> None:
         slow = self._slow_after is not None and duration > self._slow_after
@@ -257,7 +321,7 @@ class OriginBreaker:
         if self._storage.state == pybreaker.STATE_CLOSED:
             return False
         with self._lock:
-            return self._storage.refusal(self._recovery) is not None
+            return self._storage.refusal(self._config) is not None
 
 
 _NAMES = {

@@ -52,6 +52,15 @@ class Bulkhead:
             self._waiters.remove(waiter)
         raise PoolTimeoutError(f"bulkhead full: all {self.capacity} slots busy for {self.timeout:g}s")
 
+    def try_acquire(self) -> bool:
+        """Take a slot only if one is free and nobody waits for one (a hedge
+        must not jump the queue): whether it was taken."""
+        with self._lock:
+            if not self._waiters and self._slots.acquire(blocking=False):
+                self._in_use += 1
+                return True
+        return False
+
     def release(self) -> None:
         """Give a slot back: to the oldest waiter if there is one."""
         with self._lock:

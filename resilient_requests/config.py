@@ -18,6 +18,7 @@ __all__ = [
     "BulkheadConfig",
     "LoggingConfig",
     "ThrottleConfig",
+    "HedgeConfig",
     "ClientConfig",
     "IDEMPOTENT_METHODS",
 ]
@@ -156,7 +157,16 @@ class RetryConfig:
 @dataclass
 class CircuitBreakerConfig:
     """One breaker per origin: opens after ``failure_threshold`` consecutive
-    failures, admits one trial call after ``recovery_timeout`` seconds.
+    failures; after ``recovery_timeout`` seconds it turns half-open and admits
+    ``permitted_calls_in_half_open`` trial calls (every other call still fails
+    fast). A failed trial re-opens it at once; that many successful trials close
+    it. A trial holds its place for at most ``trial_timeout`` seconds (``None``:
+    as long as one attempt may last, from :class:`TimeoutConfig`), so a trial
+    that never ends cannot keep the breaker half-open.
+
+    Each re-opening after a failed trial stays open ``recovery_multiplier``
+    times longer than the last, up to ``max_recovery_timeout`` (``None``: ten
+    times ``recovery_timeout``); closing starts again from ``recovery_timeout``.
 
     ``failure_statuses`` are responses that count as failures, whether or not
     the caller asked for errors to be raised; every other response is a success.
@@ -184,6 +194,10 @@ class CircuitBreakerConfig:
     minimum_calls: int = 20
     slow_call_duration: Optional[float] = None
     slow_call_rate_threshold: float = 1.0
+    permitted_calls_in_half_open: int = 1
+    trial_timeout: Optional[float] = None
+    recovery_multiplier: float = 1.0
+    max_recovery_timeout: Optional[float] = None
     storage: Any = None
     namespace: str = "resilient_requests"
     storage_timeout: float = 0.05
@@ -209,6 +223,15 @@ class CircuitBreakerConfig:
             raise ValueError(f"CircuitBreakerConfig.window_size must be >= 1 call, got {given!r}")
         _integer(self, "minimum_calls", minimum=1)
         _number(self, "slow_call_duration", strict=True, optional=True)
+        _integer(self, "permitted_calls_in_half_open", minimum=1)
+        _number(self, "trial_timeout", strict=True, optional=True)
+        _number(self, "recovery_multiplier", minimum=1.0)
+        _number(self, "max_recovery_timeout", strict=True, optional=True)
+        if self.max_recovery_timeout is not None and self.max_recovery_timeout < self.recovery_timeout:
+            raise ValueError(
+                f"CircuitBreakerConfig.max_recovery_timeout must be >= recovery_timeout "
+                f"({self.recovery_timeout:g}), got {self.max_recovery_timeout!r}"
+            )
         storage = self.storage
         if isinstance(storage, str):
             if not storage.startswith(("redis://", "rediss://", "unix://")):
@@ -225,6 +248,17 @@ class CircuitBreakerConfig:
         _number(self, "state_cache_ttl")
         _number(self, "storage_retry", strict=True)
 
+    def open_for(self, reopens: int) -> float:
+        """Seconds the breaker stays open after ``reopens`` failed trials in a row."""
+        base, multiplier = self.recovery_timeout, self.recovery_multiplier
+        cap = self.max_recovery_timeout if self.max_recovery_timeout is not None else 10 * base
+        if reopens <= 0 or multiplier == 1.0:
+            return base
+        # Compared in logarithms, so a long outage cannot overflow the power.
+        if reopens * math.log(multiplier) >= math.log(cap / base):
+            return cap
+        return float(base * multiplier**reopens)
+
 
 @dataclass
 class ThrottleConfig:
@@ -240,6 +274,53 @@ class ThrottleConfig:
         _flag(self, "enabled")
         _number(self, "k", minimum=1.0)
         _number(self, "window", strict=True)
+
+
+#: Methods hedged by default: safe ones, which no server should mind receiving twice at once.
+HEDGED_METHODS: FrozenSet[str] = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+@dataclass
+class HedgeConfig:
+    """Hedged requests, off unless ``enabled``: when an attempt has no answer
+    after a delay, send the same request once more on another connection, take
+    the first good answer and cancel the other (the tail-latency cut of Envoy,
+    gRPC and Finagle). Only ``methods`` (a subset of the idempotent methods)
+    with a body that can be sent twice are hedged, and never a half-open trial.
+
+    The delay is ``delay`` seconds, or (``delay=None``) the origin's recent
+    ``percentile`` of attempt latency, once ``min_samples`` answers were seen;
+    until then no call is hedged. Up to ``max_hedges`` extra attempts start,
+    one per delay. Each takes a bulkhead slot without waiting and a retry from
+    the origin's budget; with neither free, no hedge is sent.
+    """
+
+    enabled: bool = False
+    delay: Optional[float] = None
+    percentile: float = 0.95
+    min_samples: int = 20
+    max_hedges: int = 1
+    methods: FrozenSet[str] = HEDGED_METHODS
+
+    def __post_init__(self) -> None:
+        _flag(self, "enabled")
+        _number(self, "delay", optional=True)
+        given = self.percentile
+        _number(self, "percentile", strict=True)
+        if self.percentile >= 1.0:
+            raise ValueError(f"HedgeConfig.percentile must be a share < 1, got {given!r}")
+        _integer(self, "min_samples", minimum=1)
+        _integer(self, "max_hedges", minimum=1)
+        methods = self.methods
+        if isinstance(methods, (str, bytes)) or not hasattr(methods, "__iter__"):
+            raise TypeError(f"HedgeConfig.methods must be a collection of method names, got {methods!r}")
+        names = frozenset(str(name).upper() for name in methods)
+        if not names or not names <= IDEMPOTENT_METHODS:
+            raise ValueError(
+                f"HedgeConfig.methods must be idempotent methods ({', '.join(sorted(IDEMPOTENT_METHODS))}), "
+                f"got {methods!r}"
+            )
+        self.methods = names
 
 
 @dataclass
@@ -295,6 +376,7 @@ class ClientConfig:
     bulkhead: BulkheadConfig = field(default_factory=BulkheadConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     throttle: ThrottleConfig = field(default_factory=ThrottleConfig)
+    hedge: HedgeConfig = field(default_factory=HedgeConfig)
     follow_redirects: bool = True
     verify_ssl: bool = True
     user_agent: Optional[str] = None
@@ -314,6 +396,7 @@ class ClientConfig:
         _instance(self, "bulkhead", BulkheadConfig)
         _instance(self, "logging", LoggingConfig)
         _instance(self, "throttle", ThrottleConfig)
+        _instance(self, "hedge", HedgeConfig)
         for name in ("follow_redirects", "verify_ssl", "raise_for_status"):
             _flag(self, name)
         if self.user_agent is not None and not isinstance(self.user_agent, str):

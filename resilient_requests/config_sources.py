@@ -54,6 +54,8 @@ def _parse(text: str, annotation: str) -> Any:
         return int(stripped)
     if kind == "float":
         return float(stripped)
+    if kind == "FrozenSet[str]":
+        return frozenset(part for part in stripped.replace(" ", "").split(",") if part)
     if kind.startswith("FrozenSet"):
         return frozenset(int(part) for part in stripped.replace(" ", "").split(",") if part)
     return text

@@ -10,6 +10,7 @@ from .breaker import BreakerEvents, LocalState, OriginBreaker, TransitionLog
 from .budget import RetryBudget
 from .config import ClientConfig
 from .events import Events
+from .latency import LatencyWindow
 from .throttle import AdaptiveThrottle
 
 __all__ = ["origin_of", "url_prefix", "loggable_url", "OriginState", "Origins", "COUNTERS"]
@@ -61,20 +62,21 @@ def loggable_url(url: str) -> str:
 
 
 #: The counters of :meth:`OriginState.snapshot`, in order.
-COUNTERS = ("calls", "successes", "failures", "retries", "short_circuited", "rejected", "throttled")
+COUNTERS = ("calls", "successes", "failures", "retries", "short_circuited", "rejected", "throttled", "hedges")
 
 
 class OriginState:
     """What one session keeps per origin: its breaker, its retry budget, its counters."""
 
-    __slots__ = ("origin", "breaker", "budget", "throttle", "_counts", "_lock")
+    __slots__ = ("origin", "breaker", "budget", "throttle", "latency", "_counts", "_lock")
 
     def __init__(self, origin: str, breaker: OriginBreaker, budget: Optional[RetryBudget],
-                 throttle: Optional[AdaptiveThrottle] = None) -> None:
+                 throttle: Optional[AdaptiveThrottle] = None, latency: Optional[LatencyWindow] = None) -> None:
         self.origin = origin
         self.breaker = breaker
         self.budget = budget
         self.throttle = throttle
+        self.latency = latency  # kept only to hedge at a latency percentile
         self._counts = dict.fromkeys(COUNTERS, 0)
         self._lock = threading.Lock()
 
@@ -86,10 +88,12 @@ class OriginState:
                 counts[name] += 1
 
     def snapshot(self) -> Dict[str, object]:
-        """The counters and the breaker's state, as plain values."""
+        """The counters, the breaker's state, and how long it stays open when
+        it next opens (or now, while open), as plain values."""
         with self._lock:
             counts: Dict[str, object] = dict(self._counts)
         counts["breaker_state"] = self.breaker.state.value
+        counts["breaker_open_for"] = self.breaker.open_for
         return counts
 
 
@@ -119,10 +123,18 @@ class Origins:
         budget = None
         if retry.budget_ratio is not None:
             budget = RetryBudget(retry.budget_ratio, retry.budget_floor, retry.budget_window)
-        breaker = OriginBreaker(origin, self._config.circuit_breaker, self._listeners, self._storage(origin))
+        timeout = self._config.timeout
+        # A trial holds its place at most as long as one attempt can last.
+        lease = timeout.total or (timeout.connect + timeout.write + timeout.read)
+        breaker = OriginBreaker(origin, self._config.circuit_breaker, self._listeners,
+                                self._storage(origin), trial_timeout=lease)
         throttling = self._config.throttle
         throttle = AdaptiveThrottle(throttling.k, throttling.window) if throttling.enabled else None
-        return OriginState(origin, breaker, budget, throttle)
+        hedge = self._config.hedge
+        latency = None
+        if hedge.enabled and hedge.delay is None:
+            latency = LatencyWindow(hedge.percentile, hedge.min_samples)
+        return OriginState(origin, breaker, budget, throttle, latency)
 
     def _storage(self, origin: str) -> Optional[LocalState]:
         """Shared state for ``origin`` if the config names a Redis storage."""
@@ -134,10 +146,7 @@ class Origins:
         if self._redis is None:
             storage = config.storage
             self._redis = connect(storage, config.storage_timeout) if isinstance(storage, str) else storage
-        timeout = self._config.timeout
-        # The trial holds its slot at most as long as one attempt can last.
-        lease = timeout.total or (timeout.connect + timeout.write + timeout.read)
-        return RedisState(self._redis, f"{config.namespace}:breaker:{origin}", lease,
+        return RedisState(self._redis, f"{config.namespace}:breaker:{origin}",
                           config.state_cache_ttl, config.storage_retry)
 
     def close(self) -> None:

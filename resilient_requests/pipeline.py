@@ -18,6 +18,7 @@
 """
 from __future__ import annotations
 
+import copy
 import logging
 import os
 import time
@@ -40,6 +41,7 @@ from .events import (
     RetryScheduled,
 )
 from .exceptions import CircuitOpenError, DeadlineExceededError, PoolTimeoutError, ThrottledError
+from .hedging import Hedging, Race
 from .origins import Origins, OriginState, loggable_url
 from .retry import Attempts, Outcome, RetryLoop, retry_after_seconds
 
@@ -63,6 +65,7 @@ class Pipeline:
         self.retry = RetryLoop(config.retry)
         self.failure_statuses = config.circuit_breaker.failure_statuses
         self.retry_statuses = config.retry.retry_on_status
+        self.hedging = Hedging(config) if config.hedge.enabled else None
 
     def start(self, method: str, url: str, total: Optional[float]) -> "Call":
         """Begin a call to ``url``: fail fast if its origin's breaker is open
@@ -125,8 +128,10 @@ class Pipeline:
             ))
 
     def close(self) -> None:
-        """Release what the layers hold outside the adapters (a Redis client)."""
+        """Release what the layers hold outside the adapters (a Redis client, hedging's threads)."""
         self.origins.close()
+        if self.hedging is not None:
+            self.hedging.close()
 
     def stats(self) -> Dict[str, Any]:
         """Counters per origin, breaker states and the bulkhead, as plain values."""
@@ -182,6 +187,10 @@ class _Hop(Attempts):
             body is None or isinstance(body, (bytes, str))
             or isinstance(getattr(request, "_body_position", None), int)
         )
+        hedging = pipeline.hedging
+        # A file body cannot be read by two racers at once: only bytes are hedged.
+        self.hedged = hedging is not None and method in hedging.config.methods \
+            and (body is None or isinstance(body, (bytes, str)))
         self.last: Optional[Outcome] = None
         if self.origin.budget is not None:
             self.origin.budget.record_call()
@@ -201,7 +210,12 @@ class _Hop(Attempts):
             if isinstance(getattr(self.request, "_body_position", None), int):
                 rewind_body(self.request)  # a file body: back to where it started
         self.call.attempts += 1
-        outcome = self._send(trial)
+        delay = self._hedge_delay() if self.hedged and trial is None else None
+        if delay is not None:
+            assert self.pipeline.hedging is not None
+            outcome = Race(self, self.pipeline.hedging, delay).run()
+        else:
+            outcome = self._send(trial)
         if outcome.retry and self.origin.breaker.is_open():
             outcome.retry = False
         outcome.attempts = self
@@ -217,7 +231,27 @@ class _Hop(Attempts):
             ))
         return outcome
 
-    def _send(self, trial: bool) -> Outcome:
+    def _hedge_delay(self) -> Optional[float]:
+        """When to hedge this attempt, or ``None`` for no hedge."""
+        assert self.pipeline.hedging is not None
+        delay = self.pipeline.hedging.delay(self.origin)
+        if delay is not None and self.deadline is not None and delay >= self.deadline.remaining():
+            return None  # the deadline comes first
+        return delay
+
+    def clone(self) -> "_Hop":
+        """A twin for a hedge: the same request and settings, its own copies."""
+        twin = copy.copy(self)
+        twin.request = self.request.copy()
+        twin.kwargs = dict(self.kwargs)
+        twin.last = None
+        return twin
+
+    def send_racer(self, cancel: deadlines.Deadline) -> Outcome:
+        """One racer of a hedged attempt; firing ``cancel`` cancels it."""
+        return self._send(None, cancel)
+
+    def _send(self, trial: Optional[str], cancel: Optional[deadlines.Deadline] = None) -> Outcome:
         deadline = self.deadline
         if deadline is not None:
             left = deadline.remaining()
@@ -225,7 +259,11 @@ class _Hop(Attempts):
                 self.origin.breaker.record(trial, None)
                 return self._expired()
             self._cap_timeout(left)
-            deadlines.activate(deadline)
+        # The handle whose firing shuts this attempt's socket: the call's
+        # deadline, or a racer's own handle (which also fires at the deadline).
+        watch = cancel if cancel is not None else deadline
+        if watch is not None:
+            deadlines.activate(watch)
         started = time.monotonic()
         try:
             response = self.adapter.send(self.request, **self.kwargs)
@@ -240,6 +278,9 @@ class _Hop(Attempts):
             if deadline is not None and (deadline.expired or deadline.remaining() <= 0):
                 self.origin.breaker.record(trial, True)
                 return self._expired(exc)
+            if cancel is not None and cancel.expired:
+                self.origin.breaker.record(trial, None)  # cancelled: another racer won
+                return Outcome(error=exc, verdict=classify(exc), retry=False)
             verdict = classify(exc)
             self.origin.breaker.record(trial, True if verdict.breaker else None, time.monotonic() - started)
             return Outcome(error=exc, verdict=verdict, retry=self._may_retry(verdict))
@@ -247,16 +288,25 @@ class _Hop(Attempts):
             self.origin.breaker.record(trial, None)
             raise
         finally:
-            if deadline is not None:
-                deadline.detach()
+            if watch is not None:
+                watch.detach()
                 deadlines.activate(None)
         if deadline is not None and deadline.expired:
             # Shut down mid-headers, http.client can hand back a truncated "200 OK".
             response.close()
             self.origin.breaker.record(trial, True)
             return self._expired()
+        if cancel is not None and cancel.expired:
+            # Another racer won; this answer may be cut short: it says nothing.
+            response.close()
+            self.origin.breaker.record(trial, None)
+            return Outcome(response=response, retry=False)
         status = response.status_code
-        self.origin.breaker.record(trial, status in self.pipeline.failure_statuses, time.monotonic() - started)
+        duration = time.monotonic() - started
+        failed = status in self.pipeline.failure_statuses
+        self.origin.breaker.record(trial, failed, duration)
+        if not failed and self.origin.latency is not None:
+            self.origin.latency.add(duration)
         retry = status in self.pipeline.retry_statuses and self.idempotent and self.replayable
         return Outcome(
             response=response, retry=retry,

@@ -2,6 +2,9 @@
 pytest plugin (resilient_requests.testing.pytest_plugin)."""
 from __future__ import annotations
 
+import shutil
+import socket
+import subprocess
 import time
 from typing import Any, Callable, Iterator, List
 
@@ -59,3 +62,57 @@ def make_session() -> Iterator[Callable[..., ResilientSession]]:
     yield make
     for session in made:
         session.close()
+
+
+#: Marks tests that run a real redis-server.
+NEEDS_REDIS = pytest.mark.skipif(
+    shutil.which("redis-server") is None,
+    reason="needs redis-server (Debian: apt-get install redis-server; .ci/run installs it)",
+)
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class RedisProcess:
+    """A throwaway redis-server on a loopback port, no persistence."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.url = f"redis://127.0.0.1:{port}/0"
+        self.process: "subprocess.Popen[bytes] | None" = None
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as conn:
+                    conn.sendall(b"PING\r\n")
+                    if conn.recv(16).startswith(b"+PONG"):
+                        return
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, "redis-server did not start"
+            time.sleep(0.02)
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait(timeout=10)
+            self.process = None
+
+
+@pytest.fixture
+def redis_server() -> Iterator[RedisProcess]:
+    """A started redis-server, stopped after the test."""
+    server = RedisProcess(_free_port())
+    server.start()
+    yield server
+    server.stop()

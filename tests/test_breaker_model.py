@@ -36,7 +36,8 @@ from resilient_requests.breaker import LocalState, OriginBreaker
 
 ORIGIN = "http://127.0.0.1:1"
 RECOVERY = 300.0  # seconds; time passes only when a rule moves opened_at back
-STEP = 0.4 * RECOVERY  # one "time passes" step: the third one always recovers
+STEP = 0.4 * RECOVERY  # one "time passes" step: the third one always recovers a first opening
+CAP = 4  # re-openings last at most CAP x RECOVERY
 REAL_TIME_SLACK = 30.0  # seconds of real time an example may take
 
 CLOSED, OPEN, HALF_OPEN = CircuitState.CLOSED, CircuitState.OPEN, CircuitState.HALF_OPEN
@@ -66,21 +67,33 @@ class TransitionRecorder(pybreaker.CircuitBreakerListener):
 
 @dataclass(eq=False)
 class Token:
-    """One admitted, not yet recorded attempt."""
+    """One admitted, not yet recorded attempt: ``trial`` is what admit() returned."""
 
-    trial: bool
+    trial: Optional[str]
 
 
 class Model:
-    """The reference breaker: closed -> open -> half-open -> closed/open."""
+    """The reference breaker: closed -> open -> half-open -> closed/open.
 
-    def __init__(self, threshold: int) -> None:
+    Half-open admits ``permitted`` trials; a failed one re-opens it at once,
+    ``permitted`` successful ones close it. Each re-opening lasts ``multiplier``
+    times longer than the last, up to ``CAP`` x the recovery timeout."""
+
+    def __init__(self, threshold: int, permitted: int = 1, multiplier: float = 1.0) -> None:
         self.threshold = threshold
+        self.permitted = permitted
+        self.multiplier = multiplier
         self.state = CLOSED
         self.failures = 0  # consecutive failures while closed
-        self.trial_in_flight = False
+        self.trials: List[str] = []  # tokens of trials in flight this half-open period
+        self.successes = 0  # successful trials this half-open period
+        self.reopens = 0  # failed trials since the breaker last closed
         self.waited = 0.0  # seconds passed since the breaker (last) opened
         self.transitions: List[Tuple[CircuitState, CircuitState]] = []
+
+    @property
+    def open_for(self) -> float:
+        return min(RECOVERY * self.multiplier ** self.reopens, CAP * RECOVERY)
 
     def _go(self, new: CircuitState) -> None:
         self.transitions.append((self.state, new))
@@ -88,26 +101,27 @@ class Model:
         if new is OPEN:
             self.waited = 0.0  # the recovery timer (re)starts
         if new is CLOSED:
-            self.failures = 0
+            self.failures = self.reopens = 0
+        self.trials, self.successes = [], 0
 
     @property
     def recovered(self) -> bool:
-        """While open: has recovery_timeout passed?"""
-        return self.waited >= RECOVERY
+        """While open: has the open period passed?"""
+        return self.waited >= self.open_for
 
     def refusal(self) -> Optional[Tuple[float, float]]:
         """None if an attempt is admitted now, else the range retry_after must be in."""
         if self.state is CLOSED:
             return None
         if self.state is HALF_OPEN:
-            return (0.0, 0.0) if self.trial_in_flight else None
+            return (0.0, 0.0) if len(self.trials) + self.successes >= self.permitted else None
         if self.recovered:
             return None
-        left = RECOVERY - self.waited
+        left = self.open_for - self.waited
         return (left - REAL_TIME_SLACK, left)
 
     def admit(self, got: object) -> None:
-        """Check an admit() result (True/False or the CircuitOpenError) and follow it."""
+        """Check an admit() result (None, a trial token or the CircuitOpenError) and follow it."""
         refusal = self.refusal()
         if refusal is not None:
             assert isinstance(got, CircuitOpenError), f"{self.state}: expected a refusal, got {got!r}"
@@ -117,18 +131,31 @@ class Model:
             assert got.origin == ORIGIN
             return
         if self.state is CLOSED:
-            assert got is False, f"closed: admit() must return False, got {got!r}"
+            assert got is None, f"closed: admit() must return None, got {got!r}"
             return
-        assert got is True, f"{self.state}, slot free: admit() must admit the trial, got {got!r}"
+        assert isinstance(got, str), f"{self.state}, a place free: admit() must admit a trial, got {got!r}"
         if self.state is OPEN:
             self._go(HALF_OPEN)
-        self.trial_in_flight = True
+        assert got not in self.trials
+        self.trials.append(got)
 
-    def record(self, trial: bool, failed: Optional[bool]) -> None:
+    def record(self, trial: Optional[str], failed: Optional[bool]) -> None:
         """Apply record(trial, failed)."""
-        if trial:
-            assert self.trial_in_flight and self.state is HALF_OPEN
-            self.trial_in_flight = False
+        if trial is not None:
+            if trial not in self.trials:
+                return  # a trial of an earlier half-open period: ignored
+            self.trials.remove(trial)
+            if failed is None:
+                return  # no verdict: the place is free again
+            assert self.state is HALF_OPEN
+            if failed:
+                self.reopens += 1
+                self._go(OPEN)
+            else:
+                self.successes += 1
+                if self.successes >= self.permitted:
+                    self._go(CLOSED)
+            return
         if failed is None:
             return  # no verdict
         if self.state is CLOSED:
@@ -138,8 +165,6 @@ class Model:
                     self._go(OPEN)
             else:
                 self.failures = 0
-        elif self.state is HALF_OPEN and trial:
-            self._go(OPEN if failed else CLOSED)
         # While OPEN, and late non-trial results while HALF_OPEN: ignored.
 
 
@@ -154,12 +179,18 @@ class BreakerMachine(RuleBasedStateMachine):
         self.model: Optional[Model] = None
         self.inflight: List[Token] = []  # admitted, not yet recorded
 
-    @initialize(threshold=st.integers(min_value=1, max_value=4))
-    def make_breaker(self, threshold: int) -> None:
+    @initialize(threshold=st.integers(min_value=1, max_value=4), permitted=st.integers(min_value=1, max_value=3),
+                multiplier=st.sampled_from([1.0, 2.0]))
+    def make_breaker(self, threshold: int, permitted: int, multiplier: float) -> None:
         """A fresh breaker on a storage the test can move in time."""
-        config = CircuitBreakerConfig(failure_threshold=threshold, recovery_timeout=RECOVERY)
-        self.breaker = OriginBreaker(ORIGIN, config, listeners=[self.recorder], storage=self.storage)
-        self.model = Model(threshold)
+        config = CircuitBreakerConfig(
+            failure_threshold=threshold, recovery_timeout=RECOVERY, permitted_calls_in_half_open=permitted,
+            recovery_multiplier=multiplier, max_recovery_timeout=CAP * RECOVERY,
+        )
+        # Trial leases far longer than a test run: they end only when recorded.
+        self.breaker = OriginBreaker(ORIGIN, config, listeners=[self.recorder], storage=self.storage,
+                                     trial_timeout=1e6)
+        self.model = Model(threshold, permitted, multiplier)
 
     def _admit(self) -> Optional[Token]:
         """admit(), checked against the model; the token, or None if refused."""
@@ -171,7 +202,8 @@ class BreakerMachine(RuleBasedStateMachine):
         self.model.admit(got)
         if isinstance(got, CircuitOpenError):
             return None
-        return Token(trial=bool(got))
+        assert got is None or isinstance(got, str)
+        return Token(trial=got)
 
     def _record(self, token: Token, failed: Optional[bool]) -> None:
         """record(), checked against the model."""
@@ -222,18 +254,19 @@ class BreakerMachine(RuleBasedStateMachine):
         self._record(self.inflight.pop(pick % len(self.inflight)), failed)
 
     @precondition(lambda self: any(token.trial for token in self.inflight))
-    @rule(failed=st.sampled_from([False, True, None]))
-    def complete_trial(self, failed: Optional[bool]) -> None:
-        """The half-open trial ends: success closes, failure re-opens, no verdict frees the slot."""
-        trial = next(token for token in self.inflight if token.trial)
+    @rule(pick=st.integers(min_value=0, max_value=5), failed=st.sampled_from([False, True, None]))
+    def complete_trial(self, pick: int, failed: Optional[bool]) -> None:
+        """A half-open trial ends: failure re-opens, enough successes close, no verdict frees its place."""
+        trials = [token for token in self.inflight if token.trial]
+        trial = trials[pick % len(trials)]
         self.inflight.remove(trial)
         self._record(trial, failed)
 
-    @precondition(lambda self: any(not token.trial for token in self.inflight))
+    @precondition(lambda self: any(token.trial is None for token in self.inflight))
     @rule(failed=OUTCOMES)
     def complete_late(self, failed: Optional[bool]) -> None:
         """Every in-flight non-trial attempt ends with the same verdict (a burst of late results)."""
-        late = [token for token in self.inflight if not token.trial]
+        late = [token for token in self.inflight if token.trial is None]
         self.inflight = [token for token in self.inflight if token.trial]
         for token in late:
             self._record(token, failed)
@@ -255,15 +288,16 @@ class BreakerMachine(RuleBasedStateMachine):
 
     @invariant()
     def matches_model(self) -> None:
-        """State, failure count, trial slot and announced transitions agree with the model."""
+        """State, failure count, trials, open period and announced transitions agree with the model."""
         if self.breaker is None or self.model is None:
             return
         assert self.breaker.state is self.model.state
         if self.model.state is CLOSED:
             assert self.breaker.failure_count == self.model.failures
-        trials = sum(token.trial for token in self.inflight)
-        assert trials <= 1, "two half-open trials in flight"
-        assert trials == int(self.model.trial_in_flight)
+        live = [token.trial for token in self.inflight if token.trial in self.model.trials]
+        assert sorted(live) == sorted(self.model.trials)
+        assert len(live) <= self.model.permitted, "more half-open trials in flight than permitted"
+        assert self.breaker.open_for == self.model.open_for
         assert self.recorder.changes == self.model.transitions
         assert set(self.recorder.changes) <= ALLOWED_TRANSITIONS
 
@@ -275,12 +309,14 @@ def test_breaker_follows_the_reference_model():
     )
 
 
-def test_concurrent_hammering_keeps_one_trial_and_a_valid_state():
-    """16 threads admit/record at random; never two trials at once, and the breaker still recovers."""
+@pytest.mark.parametrize("permitted", [1, 3])
+def test_concurrent_hammering_keeps_the_trials_permitted_and_a_valid_state(permitted):
+    """16 threads admit/record at random; never more trials than permitted at once, and the breaker still recovers."""
     recovery = 0.02
     recorder = TransitionRecorder()
     breaker = OriginBreaker(
-        ORIGIN, CircuitBreakerConfig(failure_threshold=3, recovery_timeout=recovery), listeners=[recorder],
+        ORIGIN, CircuitBreakerConfig(failure_threshold=3, recovery_timeout=recovery,
+                                     permitted_calls_in_half_open=permitted), listeners=[recorder],
     )
     lock = threading.Lock()
     stats = {"trials_now": 0, "trials_peak": 0, "trials": 0}
@@ -294,7 +330,7 @@ def test_concurrent_hammering_keeps_one_trial_and_a_valid_state():
             trial = breaker.admit()
         except CircuitOpenError:
             return False
-        if trial:
+        if trial is not None:
             # Counted only while the slot is surely held: after admit() took it,
             # before record() frees it. So the count never exceeds the real number.
             with lock:
@@ -303,7 +339,7 @@ def test_concurrent_hammering_keeps_one_trial_and_a_valid_state():
                 stats["trials_peak"] = max(stats["trials_peak"], stats["trials_now"])
         time.sleep(0)  # let other threads in while the attempt is "in flight"
         failed = rng.choice([True, True, False, False, None])
-        if trial:
+        if trial is not None:
             with lock:
                 stats["trials_now"] -= 1
         breaker.record(trial, failed)
@@ -347,7 +383,7 @@ def test_concurrent_hammering_keeps_one_trial_and_a_valid_state():
     assert not any(thread.is_alive() for thread in threads + [probe])
     assert not errors, errors
 
-    assert stats["trials_peak"] <= 1, "two half-open trials were in flight at once"
+    assert stats["trials_peak"] <= permitted, "more half-open trials in flight than permitted"
     assert stats["trials_now"] == 0
     assert stats["trials"] > 0, "the test never reached half-open"
     assert breaker.state in CircuitState
@@ -359,7 +395,7 @@ def test_concurrent_hammering_keeps_one_trial_and_a_valid_state():
     assert all(a[1] == b[0] for a, b in zip(changes, changes[1:])), "transitions are not a chain"
     assert changes[-1][1] is breaker.state
 
-    # Everything is recorded, so no trial slot may be stuck: after recovery the breaker admits again...
+    # Everything is recorded, so no trial place may be stuck: after recovery the breaker admits again...
     deadline = time.monotonic() + 5
     while True:
         try:
@@ -369,10 +405,11 @@ def test_concurrent_hammering_keeps_one_trial_and_a_valid_state():
             assert time.monotonic() < deadline, "the breaker never admits again: a trial slot is stuck"
             time.sleep(recovery / 2)
     assert not breaker.is_open()
-    trial = breaker.admit()
-    assert trial is (breaker.state is not CircuitState.CLOSED)
-    # ... and one success closes it.
-    breaker.record(trial, False)
+    # ... and `permitted` successes close it.
+    for _ in range(permitted):
+        trial = breaker.admit()
+        assert (trial is not None) is (breaker.state is not CircuitState.CLOSED)
+        breaker.record(trial, False)
     assert breaker.state is CircuitState.CLOSED
     assert breaker.failure_count == 0
 
@@ -384,20 +421,22 @@ def test_late_results_while_open_and_half_open_are_ignored(failed):
     breaker = OriginBreaker(
         ORIGIN, CircuitBreakerConfig(failure_threshold=1, recovery_timeout=RECOVERY), storage=storage,
     )
-    assert [breaker.admit() for _ in range(3)] == [False, False, False]
-    breaker.record(False, True)
+    assert [breaker.admit() for _ in range(3)] == [None, None, None]
+    breaker.record(None, True)
     assert breaker.state is CircuitState.OPEN
-    breaker.record(False, failed)
+    breaker.record(None, failed)
     assert breaker.state is CircuitState.OPEN
     assert storage.opened_at is not None
     storage.opened_at -= timedelta(seconds=RECOVERY)
-    assert breaker.admit() is True
-    breaker.record(False, failed)
+    trial = breaker.admit()
+    assert trial is not None
+    breaker.record(None, failed)
     assert breaker.state is CircuitState.HALF_OPEN
     assert breaker.is_open()  # the trial is still in flight
-    breaker.record(True, None)  # no verdict: frees the slot, stays half-open
+    breaker.record(trial, None)  # no verdict: frees the place, stays half-open
     assert breaker.state is CircuitState.HALF_OPEN
     assert not breaker.is_open()
-    assert breaker.admit() is True
-    breaker.record(True, False)
+    trial = breaker.admit()
+    assert trial is not None
+    breaker.record(trial, False)
     assert breaker.state is CircuitState.CLOSED

@@ -9,6 +9,7 @@ from resilient_requests import (
     BulkheadConfig,
     CircuitBreakerConfig,
     ClientConfig,
+    HedgeConfig,
     LoggingConfig,
     RetryConfig,
     TimeoutConfig,
@@ -27,7 +28,8 @@ BREAKER_DEFAULTS = {
     "failure_statuses": frozenset({500, 502, 503, 504}),
     "policy": "consecutive", "failure_rate_threshold": 0.5, "window_type": "count",
     "window_size": 100.0, "minimum_calls": 20, "slow_call_duration": None,
-    "slow_call_rate_threshold": 1.0,
+    "slow_call_rate_threshold": 1.0, "permitted_calls_in_half_open": 1, "trial_timeout": None,
+    "recovery_multiplier": 1.0, "max_recovery_timeout": None,
     "storage": None, "namespace": "resilient_requests", "storage_timeout": 0.05,
     "state_cache_ttl": 0.1, "storage_retry": 5.0,
 }
@@ -36,10 +38,14 @@ LOGGING_DEFAULTS = {
     "level": "INFO", "include_request_id": True, "logger_name": "resilient_requests",
 }
 THROTTLE_DEFAULTS = {"enabled": False, "k": 2.0, "window": 120.0}
+HEDGE_DEFAULTS = {
+    "enabled": False, "delay": None, "percentile": 0.95, "min_samples": 20, "max_hedges": 1,
+    "methods": frozenset({"GET", "HEAD", "OPTIONS"}),
+}
 CLIENT_DEFAULTS = {
     "base_url": None, "timeout": TIMEOUT_DEFAULTS, "retry": RETRY_DEFAULTS,
     "circuit_breaker": BREAKER_DEFAULTS, "bulkhead": BULKHEAD_DEFAULTS, "logging": LOGGING_DEFAULTS,
-    "throttle": THROTTLE_DEFAULTS,
+    "throttle": THROTTLE_DEFAULTS, "hedge": HEDGE_DEFAULTS,
     "follow_redirects": True, "verify_ssl": True, "user_agent": None, "raise_for_status": False,
 }
 
@@ -52,6 +58,7 @@ CLIENT_DEFAULTS = {
     (CircuitBreakerConfig, BREAKER_DEFAULTS),
     (BulkheadConfig, BULKHEAD_DEFAULTS),
     (LoggingConfig, LOGGING_DEFAULTS),
+    (HedgeConfig, HEDGE_DEFAULTS),
     (ClientConfig, CLIENT_DEFAULTS),
 ], ids=lambda v: v.__name__ if isinstance(v, type) else None)
 def test_defaults(cls, expected):
@@ -116,8 +123,21 @@ INVALID = [
     *_rows(RetryConfig, "jitter", _BAD_FLAG),
     *_rows(CircuitBreakerConfig, "failure_threshold", _BAD_COUNT),
     *_rows(CircuitBreakerConfig, "recovery_timeout", _BAD_SECONDS + [(0, ValueError)]),
+    *_rows(CircuitBreakerConfig, "permitted_calls_in_half_open", _BAD_COUNT),
+    *_rows(CircuitBreakerConfig, "trial_timeout", [(0, ValueError), (-1, ValueError), ("1", TypeError),
+                                                   (INF, ValueError)]),
+    *_rows(CircuitBreakerConfig, "recovery_multiplier", _BAD_SECONDS + [(0.5, ValueError)]),
+    *_rows(CircuitBreakerConfig, "max_recovery_timeout", [(0, ValueError), ("9", TypeError), (INF, ValueError),
+                                                          (10.0, ValueError)]),  # < recovery_timeout (30)
     *_rows(BulkheadConfig, "max_concurrency", _BAD_COUNT),
     *_rows(BulkheadConfig, "acquisition_timeout", _BAD_SECONDS),
+    *_rows(HedgeConfig, "enabled", _BAD_FLAG),
+    *_rows(HedgeConfig, "delay", [("1", TypeError), (-1, ValueError), (NAN, ValueError), (True, TypeError)]),
+    *_rows(HedgeConfig, "percentile", [(0, ValueError), (1.0, ValueError), (95, ValueError), ("0.9", TypeError)]),
+    *_rows(HedgeConfig, "min_samples", _BAD_COUNT),
+    *_rows(HedgeConfig, "max_hedges", _BAD_COUNT),
+    *_rows(HedgeConfig, "methods", [("GET", TypeError), (None, TypeError), ({"POST"}, ValueError),
+                                    (frozenset(), ValueError), ({"GET", "PATCH"}, ValueError)]),
     *_rows(LoggingConfig, "level", [(20, TypeError), (None, TypeError), ("LOUD", ValueError),
                                     ("", ValueError)]),
     *_rows(LoggingConfig, "include_request_id", _BAD_FLAG),
@@ -125,7 +145,7 @@ INVALID = [
     *_rows(ClientConfig, "base_url", [(123, TypeError), (b"http://x", TypeError),
                                       ("ftp://example.com", ValueError),
                                       ("example.com", ValueError), ("", ValueError)]),
-    *[row for f in ("timeout", "retry", "circuit_breaker", "bulkhead", "logging")
+    *[row for f in ("timeout", "retry", "circuit_breaker", "bulkhead", "logging", "throttle", "hedge")
       for row in _rows(ClientConfig, f, _BAD_SECTION)],
     (ClientConfig, "timeout", RetryConfig(), TypeError),
     (ClientConfig, "retry", TimeoutConfig, TypeError),  # the class, not an instance

@@ -15,7 +15,14 @@ import requests
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from resilient_requests import BulkheadConfig, CircuitBreakerConfig, RetryConfig, TimeoutConfig
+from resilient_requests import (
+    BulkheadConfig,
+    CircuitBreakerConfig,
+    HedgeConfig,
+    RetryConfig,
+    ThrottleConfig,
+    TimeoutConfig,
+)
 from resilient_requests.retry import Attempts, Outcome, RetryLoop, retry_after_seconds, waits
 from resilient_requests.testing import status
 
@@ -39,6 +46,7 @@ class Field:
     optional: bool = False  # None allowed (and kept)
     others: Any = None  # other fields, so that only this one can be wrong
     maximum: Optional[float] = None  # <= maximum, for shares
+    below: Optional[float] = None  # < below
 
     def __str__(self) -> str:
         return f"{self.cls.__name__}.{self.name}"
@@ -63,7 +71,7 @@ class Field:
         except OverflowError:
             return ValueError
         too_small = value <= self.minimum if self.strict else value < self.minimum
-        too_big = self.maximum is not None and value > self.maximum
+        too_big = (self.maximum is not None and value > self.maximum) or (self.below is not None and value >= self.below)
         return ValueError if too_small or too_big else None
 
 
@@ -88,10 +96,22 @@ FIELDS = [
     Field(CircuitBreakerConfig, "storage_timeout", "float", 0.0, strict=True),
     Field(CircuitBreakerConfig, "state_cache_ttl", "float", 0.0),
     Field(CircuitBreakerConfig, "storage_retry", "float", 0.0, strict=True),
+    Field(CircuitBreakerConfig, "permitted_calls_in_half_open", "int", 1),
+    Field(CircuitBreakerConfig, "trial_timeout", "float", 0.0, strict=True, optional=True),
+    Field(CircuitBreakerConfig, "recovery_multiplier", "float", 1.0),
+    # Tested with the smallest recovery_timeout, so only its own rule (> 0) applies.
+    Field(CircuitBreakerConfig, "max_recovery_timeout", "float", 0.0, strict=True, optional=True,
+          others={"recovery_timeout": 5e-324}),
     Field(BulkheadConfig, "max_concurrency", "int", 1),
     Field(BulkheadConfig, "acquisition_timeout", "float", 0.0),
+    Field(ThrottleConfig, "k", "float", 1.0),
+    Field(ThrottleConfig, "window", "float", 0.0, strict=True),
+    Field(HedgeConfig, "delay", "float", 0.0, optional=True),
+    Field(HedgeConfig, "percentile", "float", 0.0, strict=True, below=1.0),
+    Field(HedgeConfig, "min_samples", "int", 1),
+    Field(HedgeConfig, "max_hedges", "int", 1),
 ]
-CLASSES = (TimeoutConfig, RetryConfig, CircuitBreakerConfig, BulkheadConfig)
+CLASSES = (TimeoutConfig, RetryConfig, CircuitBreakerConfig, BulkheadConfig, ThrottleConfig, HedgeConfig)
 
 ODD_VALUES = st.sampled_from([
     NAN, INF, -INF, 0, 0.0, -0.0, 1, -1, 1.0, 0.5, 5e-324, FLOAT_MAX, -FLOAT_MAX, 2**63, -(2**63),
@@ -116,7 +136,7 @@ def _field_and_value(field: Field) -> st.SearchStrategy:
 
 
 def test_the_field_table_covers_every_numeric_field():
-    """Every int/float field of the four config classes has a rule in FIELDS."""
+    """Every int/float field of the config classes has a rule in FIELDS."""
     numeric = {
         f"{cls.__name__}.{f.name}"
         for cls in CLASSES for f in dataclasses.fields(cls)

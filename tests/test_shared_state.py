@@ -3,14 +3,10 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
-import shutil
-import socket
-import subprocess
 import sys
 import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
-from typing import Iterator
 
 import pytest
 
@@ -19,58 +15,9 @@ from resilient_requests import CircuitState
 from resilient_requests.testing import Hold, ok, status
 
 from . import shared_worker
+from .conftest import NEEDS_REDIS
 
-pytestmark = pytest.mark.skipif(
-    shutil.which("redis-server") is None,
-    reason="needs redis-server (Debian: apt-get install redis-server; .ci/run installs it)",
-)
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-class RedisProcess:
-    """A throwaway redis-server on a loopback port, no persistence."""
-
-    def __init__(self, port: int) -> None:
-        self.port = port
-        self.url = f"redis://127.0.0.1:{port}/0"
-        self.process: "subprocess.Popen[bytes] | None" = None
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as conn:
-                    conn.sendall(b"PING\r\n")
-                    if conn.recv(16).startswith(b"+PONG"):
-                        return
-            except OSError:
-                pass
-            assert time.monotonic() < deadline, "redis-server did not start"
-            time.sleep(0.02)
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.kill()
-            self.process.wait(timeout=10)
-            self.process = None
-
-
-@pytest.fixture
-def redis_server() -> Iterator[RedisProcess]:
-    """A started redis-server, stopped after the test."""
-    server = RedisProcess(_free_port())
-    server.start()
-    yield server
-    server.stop()
+pytestmark = NEEDS_REDIS
 
 
 def _config(redis_url: str, threshold: int = 2, recovery: float = 30.0, **fields: object) -> rr.ClientConfig:

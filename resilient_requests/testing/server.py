@@ -19,11 +19,12 @@ from __future__ import annotations
 import socket
 import ssl
 import struct
+import sys
 import threading
 import time
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Dict, List, Optional, Set, Tuple
+from typing import Any, Dict, List, Optional, Set, Tuple
 
 from .faults import FAULT_TYPES, Echo, Fault, Hang, Hold, Reply, Reset, Trickle, Truncate
 
@@ -70,6 +71,12 @@ class _HTTPServer(ThreadingHTTPServer):
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.owner._track(sock)
         return sock, addr
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that hangs up mid-reply (a cancelled hedge, a deadline) is
+        # part of what this server is for: say nothing. Anything else is a bug.
+        if not isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
+            super().handle_error(request, client_address)
 
     def shutdown_request(self, request: socket.socket) -> None:  # type: ignore[override]
         self.owner._untrack(request)

@@ -1,0 +1,211 @@
+"""Hedged requests: when an attempt has no answer after a delay, race it.
+
+A hedged attempt is one attempt of the retry loop made by up to ``1 +
+max_hedges`` racers. The caller's thread sends the first racer itself, as any
+attempt; the process-wide watchdog (:mod:`.deadline`), which already keeps
+timers for deadlines, starts each hedge when its delay passes, on a worker
+thread of the session's small pool. The first *good* answer (a response that
+is neither a failure status nor one to retry) wins. The others are cancelled
+by shutting down their sockets, exactly as a deadline does; their results are
+recorded by the breaker as "no verdict", their responses closed, their
+connections and bulkhead slots given back. If every racer fails, the first
+racer's outcome goes back to the retry loop, which may try again.
+
+A hedge is a real extra request, so it pays like one: it takes a bulkhead slot
+without waiting and a retry from the origin's budget, and is skipped when
+either is short, when the breaker would refuse it, or while the breaker is
+half-open (its trials decide alone).
+"""
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, List, Optional
+
+from . import deadline as deadlines
+from .config import ClientConfig
+from .exceptions import CircuitOpenError
+from .retry import Outcome
+
+if TYPE_CHECKING:
+    from .origins import OriginState
+    from .pipeline import _Hop
+
+__all__ = ["Hedging", "Race"]
+
+#: A deadline far beyond any call: a racer's cancel handle when the call has no deadline.
+_NEVER = 1e9
+
+
+class Hedging:
+    """A session's hedging: its settings, delays and worker threads."""
+
+    def __init__(self, config: ClientConfig) -> None:
+        self.config = config.hedge
+        self.failure_statuses = config.circuit_breaker.failure_statuses
+        self._workers = config.bulkhead.max_concurrency  # a hedge needs a bulkhead slot anyway
+        self._pool: Optional[ThreadPoolExecutor] = None
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def delay(self, origin: "OriginState") -> Optional[float]:
+        """Seconds before the first hedge to ``origin``; ``None``: do not hedge
+        (too few latencies seen yet to know a percentile)."""
+        if self.config.delay is not None:
+            return self.config.delay
+        latency = origin.latency
+        return None if latency is None else latency.value
+
+    def submit(self, work: "Race", racer: int) -> bool:
+        """Run hedge number ``racer`` of ``work`` on a worker thread; False once closed."""
+        with self._lock:
+            if self._closed:
+                return False
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(self._workers, thread_name_prefix="resilient_requests-hedge")
+            self._pool.submit(work.hedge, racer)
+            return True
+
+    def good(self, outcome: Outcome) -> bool:
+        """Whether ``outcome`` may win a race: an answer to keep."""
+        response = outcome.response
+        return response is not None and not outcome.retry and response.status_code not in self.failure_statuses
+
+    def close(self) -> None:
+        """Stop the worker threads. A hedge still in flight was cancelled when
+        its race ended, so waiting for it is short."""
+        with self._lock:
+            self._closed = True
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+
+class _Start(deadlines.Deadline):
+    """A watchdog timer that starts a hedge instead of shutting a socket."""
+
+    __slots__ = ("_race", "_racer")
+
+    def __init__(self, delay: float, race: "Race", racer: int) -> None:
+        super().__init__(delay)
+        self._race = race
+        self._racer = racer
+
+    def fire(self) -> None:
+        self._race.start(self._racer)
+
+
+class Race:
+    """One hedged attempt: the caller's racer and the hedges started after it."""
+
+    def __init__(self, hop: "_Hop", hedging: Hedging, delay: float) -> None:
+        self.hop = hop
+        self.hedging = hedging
+        self.delay = delay
+        self.winner: Optional[Outcome] = None
+        self.closed = False  # the caller's racer has ended: no new hedge may start
+        self.pending = 0  # hedges started and not yet ended
+        self.handles: List[deadlines.Deadline] = []  # cancel handles of racers in flight
+        self.lock = threading.Lock()
+        self.ended = threading.Condition(self.lock)
+
+    def _handle(self) -> deadlines.Deadline:
+        """A racer's cancel handle: fired to cancel it, and by the watchdog at the call's deadline."""
+        call_deadline = self.hop.deadline
+        handle = deadlines.Deadline(call_deadline.remaining() if call_deadline is not None else _NEVER)
+        if call_deadline is not None:
+            deadlines.WATCHDOG.watch(handle)
+        return handle
+
+    def run(self) -> Outcome:
+        """Race; the winning outcome, or the caller's own if no racer won."""
+        timers = [_Start(self.delay * racer, self, racer) for racer in range(1, self.hedging.config.max_hedges + 1)]
+        for timer in timers:
+            deadlines.WATCHDOG.watch(timer)
+        handle = self._handle()
+        with self.lock:
+            self.handles.append(handle)
+        try:
+            outcome = self.hop.send_racer(handle)
+        finally:
+            for timer in timers:
+                deadlines.WATCHDOG.cancel(timer)
+            deadlines.WATCHDOG.cancel(handle)
+        with self.lock:
+            self.closed = True
+            self.handles.remove(handle)
+            if self.winner is None and self.hedging.good(outcome):
+                self._win(outcome)
+            while self.winner is None and self.pending:
+                self.ended.wait()  # a hedge is still out: it may yet answer well
+            winner = self.winner
+        if winner is None:
+            return outcome
+        if winner is not outcome and outcome.response is not None:
+            outcome.response.close()  # lost the race: give the connection back
+        return winner
+
+    def _win(self, outcome: Outcome) -> None:
+        """Called holding the lock: ``outcome`` wins; cancel every other racer."""
+        self.winner = outcome
+        for other in self.handles:
+            other.fire()
+
+    def start(self, racer: int) -> None:
+        """On the watchdog thread: hand hedge ``racer`` to a worker, unless the race is over."""
+        with self.lock:
+            if self.closed or self.winner is not None:
+                return
+            self.pending += 1
+        if not self.hedging.submit(self, racer):
+            self._ended(None)
+
+    def hedge(self, racer: int) -> None:
+        """On a worker thread: one hedge, if the bulkhead, the budget and the breaker allow it."""
+        outcome: Optional[Outcome] = None
+        try:
+            outcome = self._hedge()
+        finally:
+            self._ended(outcome)
+
+    def _hedge(self) -> Optional[Outcome]:
+        hop = self.hop
+        origin = hop.origin
+        bulkhead = hop.pipeline.bulkhead
+        if not bulkhead.try_acquire():
+            return None
+        try:
+            if origin.budget is not None and not origin.budget.try_spend():
+                return None
+            try:
+                trial = origin.breaker.admit()
+            except CircuitOpenError:
+                return None
+            if trial is not None:  # half-open: the trials decide alone
+                origin.breaker.record(trial, None)
+                return None
+            handle = self._handle()
+            with self.lock:
+                if self.winner is not None:
+                    deadlines.WATCHDOG.cancel(handle)
+                    return None
+                self.handles.append(handle)
+            origin.count("hedges")
+            try:
+                return hop.clone().send_racer(handle)
+            finally:
+                deadlines.WATCHDOG.cancel(handle)
+                with self.lock:
+                    self.handles.remove(handle)
+        finally:
+            bulkhead.release()
+
+    def _ended(self, outcome: Optional[Outcome]) -> None:
+        with self.lock:
+            self.pending -= 1
+            if outcome is not None and self.winner is None and self.hedging.good(outcome):
+                self._win(outcome)
+                outcome = None
+            self.ended.notify_all()
+        if outcome is not None and outcome.response is not None:
+            outcome.response.close()  # a hedge that lost, or failed: give its connection back
