@@ -14,6 +14,10 @@
                              attempt's failure. urllib3's Retry in the adapter is
                              pinned to zero: each failure is retried here only.
 
+With hedging on (:mod:`.hedging`), one attempt of layer 2 may be a race: its
+hedges run layers 3-4 again on worker threads, each with a bulkhead slot of
+its own and a retry from the budget; the first good answer is the attempt's.
+
 :data:`LAYERS` names them in that order; ``ResilientSession.describe()`` returns it.
 """
 from __future__ import annotations
