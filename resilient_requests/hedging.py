@@ -104,6 +104,7 @@ class Race:
         self.delay = delay
         self.winner: Optional[Outcome] = None
         self.closed = False  # the caller's racer has ended: no new hedge may start
+        self.abandoned = False  # the caller has gone (it raised): hedges' answers are dropped
         self.pending = 0  # hedges started and not yet ended
         self.handles: List[deadlines.Deadline] = []  # cancel handles of racers in flight
         self.lock = threading.Lock()
@@ -127,6 +128,12 @@ class Race:
             self.handles.append(handle)
         try:
             outcome = self.hop.send_racer(handle)
+        except BaseException:
+            with self.lock:  # e.g. KeyboardInterrupt: nobody will collect a winner
+                self.closed = self.abandoned = True
+                for other in self.handles:
+                    other.fire()
+            raise
         finally:
             for timer in timers:
                 deadlines.WATCHDOG.cancel(timer)
@@ -203,7 +210,7 @@ class Race:
     def _ended(self, outcome: Optional[Outcome]) -> None:
         with self.lock:
             self.pending -= 1
-            if outcome is not None and self.winner is None and self.hedging.good(outcome):
+            if outcome is not None and self.winner is None and not self.abandoned and self.hedging.good(outcome):
                 self._win(outcome)
                 outcome = None
             self.ended.notify_all()

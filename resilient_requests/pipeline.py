@@ -418,9 +418,13 @@ def describe(pipeline: Pipeline) -> Dict[str, Any]:
          "acquisition_timeout": config.bulkhead.acquisition_timeout},
         {"layer": "retry", "max_attempts": config.retry.max_attempts,
          "retry_on_status": sorted(config.retry.retry_on_status),
-         "budget_ratio": config.retry.budget_ratio},
-        {"layer": "circuit_breaker", "failure_threshold": config.circuit_breaker.failure_threshold,
-         "recovery_timeout": config.circuit_breaker.recovery_timeout},
+         "budget_ratio": config.retry.budget_ratio,
+         "hedge_delay": (config.hedge.delay if config.hedge.delay is not None else f"p{config.hedge.percentile * 100:g}")
+         if config.hedge.enabled else None},
+        {"layer": "circuit_breaker", "policy": config.circuit_breaker.policy,
+         "failure_threshold": config.circuit_breaker.failure_threshold,
+         "recovery_timeout": config.circuit_breaker.recovery_timeout,
+         "permitted_calls_in_half_open": config.circuit_breaker.permitted_calls_in_half_open},
         {"layer": "adapter", "timeout": vars(config.timeout).copy()},
     ]
     return {"layers": layers}
