@@ -195,12 +195,21 @@ class OriginBreaker:
     ) -> None:
         self.origin = origin
         self._storage = storage if storage is not None else LocalState()
+        # pybreaker notifies its listeners inside open()/close()/half_open(),
+        # while we hold our lock and (for open) before the new state is in the
+        # storage: a listener calling this breaker back would deadlock, or be
+        # admitted by a breaker that is opening. So pybreaker's only listener
+        # queues the changes, and _deliver() hands them on, in order, after
+        # the lock is released and the storage written.
+        self._queued = _Queue()
+        self._listeners = list(listeners)
+        self._delivering = threading.RLock()  # re-entrant: a listener may cause a change
         self._breaker = pybreaker.CircuitBreaker(
             fail_max=config.failure_threshold,
             reset_timeout=config.recovery_timeout,
             success_threshold=config.permitted_calls_in_half_open,
             state_storage=self._storage,
-            listeners=list(listeners),
+            listeners=[self._queued],
             name=origin,
         )
         self._config = config
@@ -265,7 +274,8 @@ class OriginBreaker:
                 # claim itself: reading pybreaker's ``state`` syncs its cached
                 # state and notifies the listeners if it changed.
                 self._breaker.state  # noqa: B018
-            return claimed
+        self._deliver()
+        return claimed
 
     def record(self, trial: Optional[str], failed: Optional[bool], duration: float = 0.0) -> None:
         """Record an admitted attempt: ``trial`` as :meth:`admit` returned it;
@@ -275,22 +285,35 @@ class OriginBreaker:
         storage = self._storage
         if trial is not None:
             self._record_trial(trial, failed, duration)
-            return
-        if self._window is not None and failed is not None:
+        elif self._window is not None and failed is not None:
             self._record_in_window(failed, duration)
-            return
-        if failed is None:
-            return
-        if not failed:
+        elif failed is False:
             if storage.counter:  # a cheap read: an int here, a cached value for Redis
                 with self._lock:
                     if storage.state == pybreaker.STATE_CLOSED:
                         storage.reset_counter()
             return
-        with self._lock:
-            # Late results of calls admitted before the breaker opened are ignored.
-            if storage.state == pybreaker.STATE_CLOSED and storage.record_failure(self._breaker.fail_max):
-                self._breaker.open()
+        elif failed:
+            with self._lock:
+                # Late results of calls admitted before the breaker opened are ignored.
+                if storage.state == pybreaker.STATE_CLOSED and storage.record_failure(self._breaker.fail_max):
+                    self._breaker.open()
+        if self._queued.changes:
+            self._deliver()
+
+    def _deliver(self) -> None:
+        """Hand queued state changes to the listeners, oldest first, outside the lock."""
+        queue = self._queued.changes
+        if not queue:
+            return
+        with self._delivering:  # one deliverer at a time keeps the order
+            while queue:
+                try:
+                    cb, old, new = queue.popleft()
+                except IndexError:
+                    return
+                for listener in self._listeners:
+                    listener.state_change(cb, old, new)
 
     def _record_trial(self, trial: str, failed: Optional[bool], duration: float) -> None:
         if failed is False and self._window is not None and self._slow_after is not None \
@@ -322,6 +345,16 @@ class OriginBreaker:
             return False
         with self._lock:
             return self._storage.refusal(self._config) is not None
+
+
+class _Queue(pybreaker.CircuitBreakerListener):
+    """pybreaker's listener: queues each state change for :meth:`OriginBreaker._deliver`."""
+
+    def __init__(self) -> None:
+        self.changes: Deque[Tuple[Any, Any, Any]] = deque()
+
+    def state_change(self, cb: pybreaker.CircuitBreaker, old_state: Any, new_state: Any) -> None:
+        self.changes.append((cb, old_state, new_state))
 
 
 _NAMES = {

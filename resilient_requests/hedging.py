@@ -19,6 +19,7 @@ half-open (its trials decide alone).
 from __future__ import annotations
 
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, List, Optional
 
@@ -126,6 +127,7 @@ class Race:
         handle = self._handle()
         with self.lock:
             self.handles.append(handle)
+        started = time.monotonic()
         try:
             outcome = self.hop.send_racer(handle)
         except BaseException:
@@ -148,8 +150,14 @@ class Race:
             winner = self.winner
         if winner is None:
             return outcome
-        if winner is not outcome and outcome.response is not None:
-            outcome.response.close()  # lost the race: give the connection back
+        if winner is not outcome:
+            latency = self.hop.origin.latency
+            if latency is not None and handle.expired:
+                # Cancelled: it would have taken at least this long. Counting that
+                # keeps the slow answers that hedging hides in the percentile.
+                latency.add(time.monotonic() - started)
+            if outcome.response is not None:
+                outcome.response.close()  # lost the race: give the connection back
         return winner
 
     def _win(self, outcome: Outcome) -> None:

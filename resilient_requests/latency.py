@@ -44,6 +44,5 @@ class LatencyWindow:
                 return
             ordered = sorted(samples)
             self._fresh = 0
-        # Nearest rank: the smallest sample with at least `share` of them at or below it.
-        rank = max(1, math.ceil(self._share * count))
-        self.value = ordered[min(rank, count) - 1]
+            # Nearest rank: the smallest sample with at least `share` of them at or below it.
+            self.value = ordered[min(max(1, math.ceil(self._share * count)), count) - 1]

@@ -112,6 +112,36 @@ def test_a_failing_listener_never_breaks_a_call(fault_server, make_session, capl
     assert any("listener bug" in (r.exc_text or "") or r.exc_info for r in caplog.records)
 
 
+@pytest.mark.parametrize("policy", ["consecutive", "rate"])
+def test_a_listener_may_call_the_session_when_the_breaker_changes(fault_server, make_session, policy):
+    """Listeners run while the breaker is being changed; one calling the same session and
+    origin back (a health probe, say) is answered, not deadlocked."""
+    fault_server.route("/x", status(503))
+    config = rr.ClientConfig(
+        retry=rr.RetryConfig(max_attempts=1),
+        circuit_breaker=rr.CircuitBreakerConfig(failure_threshold=1, policy=policy, minimum_calls=1,
+                                                recovery_timeout=60),
+    )
+    session = make_session(config)
+    seen: List[str] = []
+
+    class CallsBack(rr.Listener):
+        def breaker_state_changed(self, event):
+            try:
+                session.get(fault_server.url("/x"))
+                seen.append("sent")
+            except rr.CircuitOpenError:
+                seen.append("failed fast")
+
+    session.add_listener(CallsBack())
+    caller = threading.Thread(target=session.get, args=(fault_server.url("/x"),), daemon=True)
+    caller.start()
+    caller.join(timeout=10)
+    assert not caller.is_alive(), "the call that opened the breaker never returned"
+    assert seen == ["failed fast"]
+    assert session.circuit_state(fault_server.url("/")) is rr.CircuitState.OPEN
+
+
 def test_removed_listener_hears_nothing(fault_server, make_session):
     """remove_listener stops delivery."""
     session = make_session()
