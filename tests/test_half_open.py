@@ -71,10 +71,15 @@ def _open_for(session: rr.ResilientSession, server: FaultServer) -> float:
     return float(session.stats()["origins"][server.url("").rstrip("/")]["breaker_open_for"])
 
 
-def test_concurrent_callers_in_half_open_send_exactly_the_permitted_trials(fault_server, sessions):
+#: Both policies, each opening on the first failure.
+POLICIES = {"consecutive": {}, "rate": {"policy": "rate", "minimum_calls": 1}}
+
+
+@pytest.mark.parametrize("policy", list(POLICIES))
+def test_concurrent_callers_in_half_open_send_exactly_the_permitted_trials(fault_server, sessions, policy):
     """12 callers (on two sessions sharing Redis) arrive together at a recovering origin: 3 reach it, 9 fail fast."""
-    a = sessions(permitted_calls_in_half_open=3)
-    b = sessions(permitted_calls_in_half_open=3) if sessions.shared else a
+    a = sessions(permitted_calls_in_half_open=3, **POLICIES[policy])
+    b = sessions(permitted_calls_in_half_open=3, **POLICIES[policy]) if sessions.shared else a
     _open(a, fault_server, recovered=True)
     release = threading.Event()
     fault_server.route("/x", Hold(release, ok()))
@@ -113,9 +118,10 @@ def test_every_permitted_trial_must_succeed_before_it_closes(fault_server, sessi
         assert session.circuit_state(fault_server.url("/")) is expected
 
 
-def test_one_failed_trial_reopens_at_once_and_late_successes_are_ignored(fault_server, sessions):
+@pytest.mark.parametrize("policy", list(POLICIES))
+def test_one_failed_trial_reopens_at_once_and_late_successes_are_ignored(fault_server, sessions, policy):
     """A trial failing while another is in flight re-opens the breaker; the other's success changes nothing."""
-    session = sessions(permitted_calls_in_half_open=2)
+    session = sessions(permitted_calls_in_half_open=2, **POLICIES[policy])
     _open(session, fault_server, recovered=True)
     release = threading.Event()
     fault_server.route("/slow", Hold(release, ok()))
@@ -170,3 +176,12 @@ def test_a_trial_that_never_reports_back_loses_its_place(fault_server, sessions)
         assert stuck.result(timeout=10).status_code == 200
     assert session.circuit_state(fault_server.url("/")) is CircuitState.CLOSED
     assert fault_server.hits("/x") == 2  # the failure that opened it, and the trial that closed it
+
+
+def test_a_slow_trial_counts_as_failed_under_the_slow_call_rule(fault_server, sessions):
+    """Rate policy with slow_call_duration: a trial that succeeds slowly re-opens the breaker."""
+    session = sessions(policy="rate", minimum_calls=1, slow_call_duration=0.1)
+    _open(session, fault_server, recovered=True)
+    fault_server.route("/x", ok(delay=0.3))
+    assert session.get(fault_server.url("/x")).status_code == 200  # the caller still gets the answer
+    assert session.circuit_state(fault_server.url("/")) is CircuitState.OPEN
