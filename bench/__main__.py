@@ -2,8 +2,8 @@
 
 ::
 
-    python -m bench                 # the full run (~10 minutes): BENCHMARKS.md, bench/plots/*.png
-    python -m bench --quick         # a smoke run (< 60 s), written to a temporary folder
+    python -m bench                 # the full run (~14 minutes): BENCHMARKS.md, bench/plots/*.png
+    python -m bench --quick         # a smoke run (~70 s), written to a temporary folder
     python -m bench --only outage   # some scenarios (comma-separated keys, see SCENARIOS)
     python -m bench --out DIR       # write the report and plots under DIR
 
@@ -27,7 +27,7 @@ from typing import Callable, Dict, List, Sequence
 
 from resilient_requests.testing import ok
 
-from . import footprint, outage, scenarios
+from . import footprint, outage, policies, scenarios
 from .plan import FULL, QUICK, Plan
 from .report import Section, environment, render
 from .stats import load_average
@@ -44,6 +44,9 @@ SCENARIOS: Dict[str, Runner] = {
     "transient": lambda u, p, plots: scenarios.transient_faults(u, p),
     "memory": lambda u, p, plots: _memory(u, p),
     "import": lambda u, p, plots: footprint.import_time(p.import_rounds),
+    "rate": lambda u, p, plots: policies.failure_rate(u, p),
+    "slow": lambda u, p, plots: policies.slow_replies(u, p),
+    "hedging": lambda u, p, plots: policies.hedging(u, p),
 }
 
 
@@ -89,7 +92,8 @@ def _header(
         "- Method: the upstream is a `resilient_requests.testing.FaultServer` in a process of its own "
         "(driven over a pipe); every comparison runs its contenders interleaved in one process "
         "(A B C, B C A, … for many rounds) and reports medians and ratios against plain requests "
-        "measured in the same rounds. Contenders: see `bench/contenders.py`.",
+        "measured in the same rounds. Contenders: see `bench/contenders.py` (scenarios 8-10: "
+        "`bench/policies.py`).",
     ]
     if noisy:
         lines.append(
@@ -134,7 +138,7 @@ def _digest(folder: str) -> str:
 
 def main(argv: Sequence[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="a smoke run, < 60 s")
+    parser.add_argument("--quick", action="store_true", help="a smoke run, ~70 s")
     parser.add_argument(
         "--only", default="", help=f"comma-separated scenarios: {','.join(SCENARIOS)}"
     )

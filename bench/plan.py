@@ -1,4 +1,4 @@
-"""How big each scenario is: the full run, and ``--quick`` (< 60 s in all)."""
+"""How big each scenario is: the full run, and ``--quick`` (~70 s in all)."""
 
 from __future__ import annotations
 
@@ -41,6 +41,20 @@ class Plan:
     memory_calls: int
     # 7. import time: fresh interpreters per module
     import_rounds: int
+    # 8. failure rate: `rate_trials` trials of `rate_calls` sequential calls per policy
+    rate_trials: int
+    rate_calls: int
+    # 9. slow replies: calls at a fixed rate on a pool of `slow_threads` workers, healthy
+    # for `slow_healthy` s (at least `minimum_calls` calls), then the reply delay ramps
+    # from 5 ms to 2 s over `slow_length` s
+    slow_threads: int
+    slow_healthy: float
+    slow_length: float
+    slow_rounds: int
+    # 10. hedging: `hedge_calls` calls from `hedge_threads` threads per contender and round
+    hedge_threads: int
+    hedge_calls: int
+    hedge_rounds: int
 
 
 FULL = Plan(
@@ -64,6 +78,15 @@ FULL = Plan(
     flaky_rounds=3,
     memory_calls=100_000,
     import_rounds=15,
+    rate_trials=40,
+    rate_calls=200,
+    slow_threads=64,
+    slow_healthy=0.8,
+    slow_length=6.0,
+    slow_rounds=3,
+    hedge_threads=4,
+    hedge_calls=1200,
+    hedge_rounds=3,
 )
 
 QUICK = Plan(
@@ -87,4 +110,13 @@ QUICK = Plan(
     flaky_rounds=1,
     memory_calls=1500,
     import_rounds=2,
+    rate_trials=10,
+    rate_calls=200,
+    slow_threads=64,
+    slow_healthy=0.4,
+    slow_length=3.0,
+    slow_rounds=1,
+    hedge_threads=4,
+    hedge_calls=400,
+    hedge_rounds=1,
 )

@@ -1,5 +1,6 @@
 """Scenarios 1, 2, 3 and 5: happy-path overhead, concurrency, fail fast and
-transient faults. (4, the outage, is in :mod:`.outage`; 6 and 7 in :mod:`.footprint`.)
+transient faults. (4, the outage, is in :mod:`.outage`; 6 and 7 in :mod:`.footprint`;
+8, 9 and 10, breaker policies and hedging, in :mod:`.policies`.)
 
 Each function takes the :class:`~bench.upstream.Upstream` and the
 :class:`~bench.plan.Plan`, runs its contenders interleaved, closes every
