@@ -119,9 +119,9 @@ class Pipeline:
         else:
             outcome = "success"
         state = call.origin
-        if state.throttle is not None and response is not None and outcome == "success" \
-                and response.status_code != 429:
-            state.throttle.accepted()  # the origin took the call: 429 and failure statuses are refusals
+        if state.throttle is not None and outcome != "short_circuited":
+            # The origin took the call unless it failed or answered 429 (a refusal too).
+            state.throttle.finished(outcome == "success" and response is not None and response.status_code != 429)
         state.count("calls", "successes" if outcome == "success" else "failures",
                     *(("short_circuited",) if outcome == "short_circuited" else ()))
         if self.events.listeners:

@@ -6,6 +6,12 @@ Per origin, over a trailing window, count the calls this client made
 locally with probability ``max(0, (requests - K * accepts) / (requests + 1))``.
 While the origin accepts at least one call in K, nothing is rejected; as it
 accepts fewer, the client sheds the excess itself instead of sending it.
+
+A sent call is counted when it ends, together with its verdict, not when it
+starts: counted at the start, the calls in flight are requests with no accept
+yet, so sixteen threads starting together made the seventeenth call see
+p = 16/17 against a perfectly healthy origin, and the calls rejected for it
+(counted as requests) fed the spiral until almost nothing was sent.
 """
 from __future__ import annotations
 
@@ -19,7 +25,7 @@ __all__ = ["AdaptiveThrottle"]
 
 
 class AdaptiveThrottle:
-    """The throttle of one origin: :meth:`admit` before a call, :meth:`accepted` after."""
+    """The throttle of one origin: :meth:`admit` before a call, :meth:`finished` after."""
 
     __slots__ = ("k", "_counts", "_lock", "_random", "rejected")
 
@@ -41,16 +47,19 @@ class AdaptiveThrottle:
             return self._probability()
 
     def admit(self) -> float:
-        """Count a call; 0.0 if it may go, else the probability with which it was rejected."""
+        """0.0 if a call may go (it is counted by :meth:`finished`), else the
+        probability with which it was rejected (and counted as a request)."""
         with self._lock:
             probability = self._probability()
-            self._counts.add("requests")
-        if probability > 0.0 and self._random() < probability:
-            self.rejected += 1
-            return probability
+            if probability > 0.0 and self._random() < probability:
+                self._counts.add("requests")
+                self.rejected += 1
+                return probability
         return 0.0
 
-    def accepted(self) -> None:
-        """The origin accepted a call."""
+    def finished(self, accepted: bool) -> None:
+        """A call that was let through has ended; ``accepted``: the origin took it."""
         with self._lock:
-            self._counts.add("accepts")
+            self._counts.add("requests")
+            if accepted:
+                self._counts.add("accepts")

@@ -2,14 +2,16 @@
 from __future__ import annotations
 
 import itertools
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
 import resilient_requests as rr
-from resilient_requests.testing import ok, status
+from resilient_requests.testing import Hold, ok, status
 from resilient_requests.throttle import AdaptiveThrottle
 
-from .conftest import fast_config
+from .conftest import fast_config, wait_until
 
 
 def _config(enabled: bool = True, k: float = 2.0) -> rr.ClientConfig:
@@ -24,11 +26,37 @@ def test_probability_follows_the_formula():
     throttle = AdaptiveThrottle(k=2.0, window=60.0, rng=lambda: next(draws))
     for _ in range(10):
         assert throttle.admit() == 0.0
-        throttle.accepted()
+        throttle.finished(accepted=True)
     assert throttle.rejection_probability() == 0.0  # 10 requests, 10 accepts
     for _ in range(20):
-        throttle.admit()  # 20 more, none accepted
+        throttle.admit()
+        throttle.finished(accepted=False)  # 20 more, none accepted
     assert throttle.rejection_probability() == pytest.approx((30 - 2 * 10) / 31)
+
+
+def test_calls_in_flight_are_not_refusals():
+    """Calls let through count when they end: 16 started at once do not make the 17th look refused."""
+    throttle = AdaptiveThrottle(k=2.0, window=60.0, rng=lambda: 0.0)  # rejects whenever p > 0
+    assert [throttle.admit() for _ in range(17)] == [0.0] * 17
+    for _ in range(17):
+        throttle.finished(accepted=True)
+    assert throttle.rejection_probability() == 0.0
+
+
+def test_many_threads_on_a_healthy_origin_are_never_throttled(fault_server, make_session):
+    """16 threads starting together against an origin that accepts everything: nothing is shed."""
+    release = threading.Event()
+    fault_server.route("/x", Hold(release, ok()))
+    session = make_session(_config())
+    with ThreadPoolExecutor(max_workers=32) as pool:  # 16 held, 16 for the calls after them
+        first = [pool.submit(session.get, fault_server.url("/x")) for _ in range(16)]
+        wait_until(lambda: fault_server.in_flight == 16)
+        fault_server.route("/x", ok())
+        late = [pool.submit(session.get, fault_server.url("/x")) for _ in range(16 * 20)]
+        wait_until(lambda: sum(f.done() for f in late) == len(late))
+        release.set()
+        assert all(f.result(timeout=10).status_code == 200 for f in first + late)
+    assert session.stats()["origins"][fault_server.base_url]["throttled"] == 0
 
 
 def test_a_failing_origin_is_shed_locally(fault_server, make_session):
