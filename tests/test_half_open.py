@@ -147,10 +147,8 @@ def test_open_period_grows_after_each_failed_trial_up_to_the_cap_and_resets_on_c
     for _ in range(3):
         assert _when_admitted(session, fault_server.url("/x")) == 503  # the trial fails
         seen.append(_open_for(session, fault_server))
-        with pytest.raises(rr.CircuitOpenError) as refused:
-            session.get(fault_server.url("/x"))
-        assert 0 < refused.value.retry_after <= seen[-1]
     assert seen == [0.1, 0.2, 0.4, 0.4]
+    assert fault_server.hits("/x") == 4  # the failure that opened it and three trials: nothing else got out
     fault_server.route("/x", ok())
     assert _when_admitted(session, fault_server.url("/x")) == 200
     assert session.circuit_state(fault_server.url("/")) is CircuitState.CLOSED
@@ -159,7 +157,7 @@ def test_open_period_grows_after_each_failed_trial_up_to_the_cap_and_resets_on_c
 
 def test_a_trial_that_never_reports_back_loses_its_place(fault_server, sessions):
     """A trial held past trial_timeout no longer blocks half-open: the next caller becomes the trial."""
-    session = sessions(trial_timeout=0.3)
+    session = sessions(trial_timeout=1.0)
     _open(session, fault_server, recovered=True)
     release = threading.Event()
     fault_server.route("/stuck", Hold(release, ok()))
