@@ -102,11 +102,11 @@ class DeadlineExceededError(TimeoutError):
 
 
 class CircuitOpenError(ConnectionError):
-    """The origin's circuit breaker is open (or a half-open trial is in flight):
-    the call failed fast without touching the network.
+    """The origin's circuit breaker is open (or half-open with every trial
+    place taken): the call failed fast without touching the network.
 
     ``origin`` is ``scheme://host:port``; ``retry_after`` the seconds until the
-    breaker admits a trial call (0 when a trial is already in flight).
+    breaker admits a trial call (0 while half-open: trials are in flight).
     """
 
     def __init__(self, *args: Any, origin: str = "", retry_after: float = 0.0, **kwargs: Any) -> None:
