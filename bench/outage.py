@@ -21,7 +21,7 @@ from . import plots
 from .contenders import LABELS, NAMES, OK, REJECTED, Client, Tuning, build, outcome
 from .plan import Plan
 from .report import Goal, Section, Table, fmt, fmt_ratio
-from .stats import interleaved, median, percentile, ratio
+from .stats import interleaved, median, percentile, ratio, sleep_until
 from .upstream import Upstream
 
 __all__ = ["outage"]
@@ -91,15 +91,9 @@ def _switch(
     upstream: Upstream, path: str, fault: object, samples: List[Tuple[float, int]]
 ) -> float:
     """Switch the route; return the moment it took effect, and sample hits there."""
-    before = time.monotonic()
-    upstream.route(path, fault)
-    moment = (before + time.monotonic()) / 2
+    moment = upstream.switch(path, fault)
     samples.append(upstream.stamped_hits(path))
     return moment
-
-
-def _sleep_until(moment: float) -> None:
-    time.sleep(max(0.0, moment - time.monotonic()))
 
 
 def _run(upstream: Upstream, name: str, plan: Plan) -> Run:
@@ -121,9 +115,9 @@ def _run(upstream: Upstream, name: str, plan: Plan) -> Run:
     try:
         for thread in callers + [sampler]:
             thread.start()
-        _sleep_until(began + plan.outage_healthy)
+        sleep_until(began + plan.outage_healthy)
         down = _switch(upstream, path, status(503), samples)
-        _sleep_until(down + plan.outage_length)
+        sleep_until(down + plan.outage_length)
         up = _switch(upstream, path, HEALTHY, samples)
         for caller in callers:
             caller.join(timeout=stop_at - time.monotonic() + 60)

@@ -25,31 +25,13 @@ from resilient_requests.testing import ok, status
 
 from .plan import Plan
 from .report import Goal, Section, Table, fmt, fmt_ratio
-from .stats import interleaved, median, percentile, ratio
+from .stats import interleaved, median, percentile, ratio, sleep_until
 from .upstream import Upstream
 
 __all__ = ["failure_rate", "slow_replies", "hedging"]
 
 #: Every breaker's recovery timeout here: once open, it stays open for the trial or phase.
 STAYS_OPEN = 60.0
-
-
-def _sleep_until(moment: float) -> None:
-    time.sleep(max(0.0, moment - time.monotonic()))
-
-
-def _switch(upstream: Upstream, path: str, fault: object) -> float:
-    """Switch the route; return the moment it took effect (midway through the command)."""
-    before = time.monotonic()
-    upstream.route(path, fault)
-    return (before + time.monotonic()) / 2
-
-
-def _drain(upstream: Upstream, limit: float) -> None:
-    """Wait (at most ``limit`` s) until the upstream handles no request."""
-    ends = time.monotonic() + limit
-    while upstream.in_flight() and time.monotonic() < ends:
-        time.sleep(0.02)
 
 
 # -- 8. failure rate -----------------------------------------------------------
@@ -476,12 +458,12 @@ def _slow_run(upstream: Upstream, policy: str, plan: Plan) -> _SlowRun:
     try:
         sampler.start()
         dispatcher.start()
-        _sleep_until(ramp_at)
+        sleep_until(ramp_at)
         before = upstream.hits(path)
         for number, delay in enumerate(_ramp(plan)):
-            _sleep_until(ramp_at + number * STEP)
-            steps.append((_switch(upstream, path, ok(delay=delay)), delay))
-        _sleep_until(ends)
+            sleep_until(ramp_at + number * STEP)
+            steps.append((upstream.switch(path, ok(delay=delay)), delay))
+        sleep_until(ends)
         requests = upstream.hits(path) - before
         upstream.route(path, FAST)  # calls in flight keep their delay; no new one is slow
         dispatcher.join(timeout=5)
@@ -489,7 +471,7 @@ def _slow_run(upstream: Upstream, policy: str, plan: Plan) -> _SlowRun:
             raise RuntimeError("the dispatcher did not stop")
         if wait(futures, timeout=settle).not_done:
             raise RuntimeError("a call did not finish")
-        _drain(upstream, 5)
+        upstream.drain(5)
     finally:
         stop.set()
         dispatcher.join(timeout=5)
@@ -826,7 +808,7 @@ def _hedge_run(upstream: Upstream, name: str, plan: Plan) -> _HedgeRun:
         upstream.route(path, *script, cycle=True)
         for _ in range(HEDGE_WARM):
             session.get(url)
-        _drain(upstream, 5)
+        upstream.drain(5)
         upstream.route(path, *script, cycle=True)  # every contender meets the script from its start
         before, hedged = upstream.hits(path), _hedges(session)
         for caller in callers:
@@ -835,7 +817,7 @@ def _hedge_run(upstream: Upstream, name: str, plan: Plan) -> _HedgeRun:
             caller.join(timeout=per_thread * (HEDGE_SLOW + 0.5) + 30)
         if any(caller.is_alive() for caller in callers):
             raise RuntimeError("a caller thread did not finish")
-        _drain(upstream, 5)  # a hedge that lost may still be with the upstream
+        upstream.drain(5)  # a hedge that lost may still be with the upstream
         requests, hedges = upstream.hits(path) - before, _hedges(session) - hedged
     finally:
         for caller in callers:

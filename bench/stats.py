@@ -6,6 +6,7 @@ import gc
 import os
 import statistics
 import threading
+import time
 from typing import Callable, Dict, Iterable, List, Sequence, TypeVar
 
 __all__ = [
@@ -18,6 +19,7 @@ __all__ = [
     "open_fds",
     "thread_names",
     "load_average",
+    "sleep_until",
 ]
 
 T = TypeVar("T")
@@ -91,3 +93,8 @@ def thread_names() -> List[str]:
 def load_average() -> float:
     """The 1-minute load average (other jobs on the machine show up here)."""
     return os.getloadavg()[0]
+
+
+def sleep_until(moment: float) -> None:
+    """Sleep until ``moment`` (a ``time.monotonic()`` instant), if it is ahead."""
+    time.sleep(max(0.0, moment - time.monotonic()))

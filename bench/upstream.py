@@ -169,6 +169,13 @@ class Upstream:
         """``FaultServer.route`` in the server process."""
         self._command({"op": "route", "path": path, "faults": faults, "cycle": cycle})
 
+    def switch(self, path: str, *faults: Any, cycle: bool = False) -> float:
+        """:meth:`route`, returning the ``time.monotonic()`` midway through the
+        exchange: the moment the new route took effect, as near as we can tell."""
+        before = time.monotonic()
+        self.route(path, *faults, cycle=cycle)
+        return (before + time.monotonic()) / 2
+
     def hits(self, path: Optional[str] = None) -> int:
         """Requests the server received (for ``path``, or all)."""
         return int(self._command({"op": "hits", "path": path})["hits"])
@@ -186,6 +193,12 @@ class Upstream:
     def in_flight(self) -> int:
         """Requests the server is handling right now."""
         return int(self._command({"op": "stats"})["in_flight"])
+
+    def drain(self, limit: float) -> None:
+        """Wait (at most ``limit`` s) until the server handles no request."""
+        ends = time.monotonic() + limit
+        while self.in_flight() and time.monotonic() < ends:
+            time.sleep(0.02)
 
     def reset(self) -> None:
         """Forget the hit counters (routes stay)."""
