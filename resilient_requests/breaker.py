@@ -103,13 +103,11 @@ class LocalState(pybreaker.CircuitMemoryStorage):
         state = self.state
         if state == pybreaker.STATE_CLOSED:
             return None
+        refused = LocalState.refusal(self, config)  # this class's own, also as Redis's fallback
+        if refused is not None:
+            return refused
         if state == pybreaker.STATE_OPEN:
-            left = _seconds_left(self.opened_at, config.open_for(self._reopens))
-            if left > 0:
-                return left
             self._trials.clear()  # a new half-open period begins
-        elif not self._room(config):
-            return 0.0
         token = str(next(self._tokens))
         self._trials[token] = time.monotonic() + lease
         return token

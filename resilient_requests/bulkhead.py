@@ -36,11 +36,17 @@ class Bulkhead:
         self._lock = threading.Lock()
         self._waiters: Deque[threading.Event] = deque()
 
+    def _take_free(self) -> bool:
+        """Holding the lock: take a free slot, unless someone is already waiting for one."""
+        if not self._waiters and self._slots.acquire(blocking=False):
+            self._in_use += 1
+            return True
+        return False
+
     def acquire(self) -> None:
         """Take a slot, waiting at most ``timeout`` seconds, or raise ``PoolTimeoutError``."""
         with self._lock:
-            if not self._waiters and self._slots.acquire(blocking=False):
-                self._in_use += 1
+            if self._take_free():
                 return
             waiter = threading.Event()
             self._waiters.append(waiter)
@@ -56,10 +62,7 @@ class Bulkhead:
         """Take a slot only if one is free and nobody waits for one (a hedge
         must not jump the queue): whether it was taken."""
         with self._lock:
-            if not self._waiters and self._slots.acquire(blocking=False):
-                self._in_use += 1
-                return True
-        return False
+            return self._take_free()
 
     def release(self) -> None:
         """Give a slot back: to the oldest waiter if there is one."""

@@ -248,10 +248,14 @@ class CircuitBreakerConfig:
         _number(self, "state_cache_ttl")
         _number(self, "storage_retry", strict=True)
 
+    @property
+    def recovery_cap(self) -> float:
+        """The longest open period: ``max_recovery_timeout``, or ten times ``recovery_timeout``."""
+        return self.max_recovery_timeout if self.max_recovery_timeout is not None else 10 * self.recovery_timeout
+
     def open_for(self, reopens: int) -> float:
         """Seconds the breaker stays open after ``reopens`` failed trials in a row."""
-        base, multiplier = self.recovery_timeout, self.recovery_multiplier
-        cap = self.max_recovery_timeout if self.max_recovery_timeout is not None else 10 * base
+        base, multiplier, cap = self.recovery_timeout, self.recovery_multiplier, self.recovery_cap
         if reopens <= 0 or multiplier == 1.0:
             return base
         # Compared in logarithms, so a long outage cannot overflow the power.

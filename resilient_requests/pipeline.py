@@ -187,14 +187,11 @@ class _Hop(Attempts):
         method = (request.method or "GET").upper()
         self.idempotent = method in IDEMPOTENT_METHODS or "Idempotency-Key" in request.headers
         body = request.body
-        self.replayable = (
-            body is None or isinstance(body, (bytes, str))
-            or isinstance(getattr(request, "_body_position", None), int)
-        )
+        in_memory = body is None or isinstance(body, (bytes, str))
+        self.replayable = in_memory or isinstance(getattr(request, "_body_position", None), int)
         hedging = pipeline.hedging
         # A file body cannot be read by two racers at once: only bytes are hedged.
-        self.hedged = hedging is not None and method in hedging.config.methods \
-            and (body is None or isinstance(body, (bytes, str)))
+        self.hedged = in_memory and hedging is not None and method in hedging.config.methods
         self.last: Optional[Outcome] = None
         if self.origin.budget is not None:
             self.origin.budget.record_call()

@@ -286,9 +286,10 @@ class RedisState(LocalState):
     def claim_trial(self, config: CircuitBreakerConfig, lease: float) -> Union[str, float, None]:
         def claim() -> Union[str, float, None]:
             token = self._token_prefix + str(next(self._tokens))
-            cap = config.open_for(10**9)
+            # The script computes the open period as CircuitBreakerConfig.open_for
+            # does, from the 'reopens' it reads in the same atomic step.
             granted, left = self._claim_trial(keys=[self._key], args=[
-                repr(config.recovery_timeout), repr(config.recovery_multiplier), repr(cap),
+                repr(config.recovery_timeout), repr(config.recovery_multiplier), repr(config.recovery_cap),
                 config.permitted_calls_in_half_open, repr(time.time()), repr(lease), token,
             ])
             self._forget()
