@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import threading
 from collections import deque
-from typing import Deque
+from typing import Deque, Optional
 
 from .config import BulkheadConfig
 from .exceptions import PoolTimeoutError
@@ -43,20 +43,37 @@ class Bulkhead:
             return True
         return False
 
-    def acquire(self) -> None:
-        """Take a slot, waiting at most ``timeout`` seconds, or raise ``PoolTimeoutError``."""
+    def acquire(self, timeout: Optional[float] = None) -> None:
+        """Take a slot, waiting at most ``timeout`` seconds (default: the
+        configured ``acquisition_timeout``), or raise ``PoolTimeoutError``."""
+        if timeout is None:
+            timeout = self.timeout
         with self._lock:
             if self._take_free():
                 return
             waiter = threading.Event()
             self._waiters.append(waiter)
-        if waiter.wait(self.timeout):
-            return  # a releasing caller handed its slot to us
+        try:
+            if waiter.wait(timeout):
+                return  # a releasing caller handed its slot to us
+        except BaseException:
+            # Interrupted while waiting (a signal handler raising, KeyboardInterrupt,
+            # Celery's SoftTimeLimitExceeded): leave the queue, or give back the
+            # slot handed over meanwhile, so no slot goes to a waiter that is gone.
+            self._abandon(waiter)
+            raise
         with self._lock:
             if waiter.is_set():
                 return  # handed over just as we gave up
             self._waiters.remove(waiter)
-        raise PoolTimeoutError(f"bulkhead full: all {self.capacity} slots busy for {self.timeout:g}s")
+        raise PoolTimeoutError(f"bulkhead full: all {self.capacity} slots busy for {timeout:g}s")
+
+    def _abandon(self, waiter: threading.Event) -> None:
+        with self._lock:
+            if not waiter.is_set():
+                self._waiters.remove(waiter)
+                return
+        self.release()  # the slot was ours already: pass it on
 
     def try_acquire(self) -> bool:
         """Take a slot only if one is free and nobody waits for one (a hedge
