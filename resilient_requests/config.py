@@ -95,7 +95,9 @@ class TimeoutConfig:
 
     ``connect`` bounds opening a connection; ``read`` bounds each wait for bytes
     from the server; ``write`` bounds each socket send of the request;
-    ``pool`` bounds the wait for a free pooled connection. ``total`` bounds
+    ``pool`` is accepted and checked but no longer waited on: pools do not
+    block (a call opens a fresh connection when every pooled one is checked
+    out; the bulkhead bounds the calls in flight). ``total`` bounds
     the whole call — every attempt, every wait and reading the body (with
     ``stream=True``: until the response is returned); ``None`` = no bound.
     """

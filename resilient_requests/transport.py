@@ -1,14 +1,17 @@
 """The adapter: requests' ``HTTPAdapter`` with pools sized to the bulkhead, a
-bounded wait for a pooled connection, a send timeout, and a urllib3 ``Retry``
-pinned so it never retries behind the retry loop's back.
+send timeout, and a urllib3 ``Retry`` pinned so it never retries behind the
+retry loop's back.
 
-requests never passes urllib3's ``pool_timeout``, so with ``pool_block=True`` a
-thread would wait forever for a connection, and with ``pool_block=False`` more
-threads than pool slots see "Connection pool is full, discarding connection".
-Here the pools hold at least ``max_concurrency`` connections and block, and the
-pool class supplies ``TimeoutConfig.pool`` as the default wait; running out of
-it raises urllib3's ``EmptyPoolError``, which :mod:`.errors` turns into
-``PoolTimeoutError``.
+The pools keep at least ``max_concurrency`` connections per host, so the calls
+the bulkhead lets through never see "Connection pool is full, discarding
+connection". They do not block when every connection is checked out (as
+requests' own do not): a connection is held by a ``stream=True`` response until
+its body is read or it is closed, outside any bulkhead slot, and a blocking
+pool lost those places for good when such responses were dropped unclosed —
+every later call to the host then waited and failed (urllib3 never gets a
+connection back from a response that is garbage-collected). Without blocking,
+a call opens a fresh connection instead, and the pool refills as connections
+come back. The bulkhead, not the pool, bounds the calls in flight.
 
 urllib3 sends the request with the *connect* timeout on the socket; the
 connection classes here switch it to ``TimeoutConfig.write`` once connected,
@@ -72,15 +75,9 @@ class _HTTPSConnection(_SendTimeoutMixin, HTTPSConnection):
     pass
 
 
-class _PoolTimeoutMixin:
-    """Makes ``pool_timeout`` the default wait for a free connection, and takes
-    a connection's socket away from the call's deadline before the connection
-    goes back to the pool (another call may pick it up at once)."""
-
-    pool_timeout: Optional[float] = None
-
-    def _get_conn(self, timeout: Optional[float] = None) -> Any:
-        return super()._get_conn(self.pool_timeout if timeout is None else timeout)  # type: ignore[misc]
+class _DetachMixin:
+    """Takes a connection's socket away from the call's deadline before the
+    connection goes back to the pool (another call may pick it up at once)."""
 
     def _put_conn(self, conn: Any) -> None:
         deadline = deadlines.current()
@@ -89,47 +86,51 @@ class _PoolTimeoutMixin:
         super()._put_conn(conn)  # type: ignore[misc]
 
 
-class _HTTPPool(_PoolTimeoutMixin, HTTPConnectionPool):
+class _HTTPPool(_DetachMixin, HTTPConnectionPool):
     ConnectionCls = _HTTPConnection
 
 
-class _HTTPSPool(_PoolTimeoutMixin, HTTPSConnectionPool):
+class _HTTPSPool(_DetachMixin, HTTPSConnectionPool):
     ConnectionCls = _HTTPSConnection
 
 
 class _PoolManager(PoolManager):
-    def __init__(self, *args: Any, pool_timeout: float, write_timeout: float, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, write_timeout: float, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.pool_classes_by_scheme = {"http": _HTTPPool, "https": _HTTPSPool}
-        self._pool_timeout = pool_timeout
         self._write_timeout = write_timeout
 
     def _new_pool(self, scheme: str, host: str, port: int, request_context: Any = None) -> Any:
         # PoolKey has a fixed set of fields, so per-manager settings cannot
         # travel in connection_pool_kw; _new_pool is urllib3's documented hook.
         pool: Any = super()._new_pool(scheme, host, port, request_context)  # one of our pool classes
-        pool.pool_timeout = self._pool_timeout
         pool.conn_kw = {**pool.conn_kw, "write_timeout": self._write_timeout}
         return pool
 
 
 class ResilientAdapter(HTTPAdapter):
-    """An ``HTTPAdapter`` whose pools fit the bulkhead and whose waits are bounded."""
+    """An ``HTTPAdapter`` whose pools fit the bulkhead and whose sends are bounded."""
 
-    __attrs__ = HTTPAdapter.__attrs__ + ["pool_timeout", "write_timeout"]
+    __attrs__ = HTTPAdapter.__attrs__ + ["write_timeout"]
 
     def __init__(self, timeout: TimeoutConfig, bulkhead: BulkheadConfig) -> None:
-        self.pool_timeout = timeout.pool
         self.write_timeout = timeout.write
         size = max(bulkhead.max_concurrency, 10)
-        super().__init__(pool_connections=10, pool_maxsize=size, max_retries=ADAPTER_RETRY, pool_block=True)
+        super().__init__(pool_connections=10, pool_maxsize=size, max_retries=ADAPTER_RETRY, pool_block=False)
 
-    def init_poolmanager(self, connections: int, maxsize: int, block: bool = True, **pool_kwargs: Any) -> None:
+    def forget_connections(self) -> None:
+        """Start with empty pools without touching the ones in use: in a forked
+        child, whose inherited sockets are the parent's too (closing them here
+        could also take locks a parent thread held at the fork)."""
+        self.proxy_manager = {}
+        self.init_poolmanager(self._pool_connections, self._pool_maxsize, self._pool_block)
+
+    def init_poolmanager(self, connections: int, maxsize: int, block: bool = False, **pool_kwargs: Any) -> None:
         """Like requests', with our pool classes."""
         self._pool_connections = connections
         self._pool_maxsize = maxsize
         self._pool_block = block
         self.poolmanager = _PoolManager(
             num_pools=connections, maxsize=maxsize, block=block,
-            pool_timeout=self.pool_timeout, write_timeout=self.write_timeout, **pool_kwargs,
+            write_timeout=self.write_timeout, **pool_kwargs,
         )

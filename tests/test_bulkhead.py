@@ -12,7 +12,7 @@ import requests
 import resilient_requests as rr
 from resilient_requests.testing import Hang, Hold, Trickle, ok, refused_url
 
-from .conftest import fast_config, wait_until
+from .conftest import wait_until
 
 
 def test_three_slots_never_let_more_than_three_through(fault_server, make_session):
@@ -102,24 +102,6 @@ def test_pools_hold_as_many_connections_as_slots(fault_server, make_session, cap
         assert all(f.result(timeout=10).status_code == 200 for f in futures)
     assert fault_server.peak_in_flight == 32
     assert not [r for r in caplog.records if "pool is full" in r.getMessage()]
-
-
-def test_waiting_for_a_pooled_connection_is_bounded_by_timeout_pool(fault_server, make_session):
-    """Unread streamed bodies hold every pooled connection: the next call raises PoolTimeoutError."""
-    config = fast_config(slots=2)
-    config.timeout = rr.TimeoutConfig(connect=2.0, read=5.0, write=2.0, pool=0.1)
-    session = make_session(config)
-    fault_server.route("/stream", Trickle(chunk=b"x", every=0.05, count=40))
-    held = [session.get(fault_server.url("/stream"), stream=True) for _ in range(10)]  # pool size 10
-    try:
-        with pytest.raises(rr.PoolTimeoutError) as got:
-            session.get(fault_server.url("/next"))
-        assert not isinstance(got.value, requests.ConnectionError)
-    finally:
-        for response in held:
-            response.close()
-    assert fault_server.hits("/next") == 0
-    assert session.get(fault_server.url("/next")).status_code == 200
 
 
 def test_stream_gives_the_slot_back_when_the_call_returns(fault_server, make_session):
