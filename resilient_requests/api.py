@@ -12,6 +12,7 @@ from typing import Any, Optional
 
 import requests
 
+from . import forking
 from .config import ClientConfig
 from .session import ResilientSession, _Shared
 
@@ -19,6 +20,18 @@ __all__ = ["configure", "request", "get", "options", "head", "post", "put", "pat
 
 _lock = threading.Lock()
 _shared: Optional[_Shared] = None
+
+
+def _after_fork() -> None:
+    """In a forked child: the parent's pools, breakers and bulkhead stay the
+    parent's; the next call builds fresh ones (from the same config)."""
+    global _lock, _shared
+    _lock = threading.Lock()
+    shared = _shared
+    _shared = None if shared is None else _Shared(shared.config)
+
+
+forking.after_fork(_after_fork)
 
 
 def configure(config: Optional[ClientConfig] = None) -> None:

@@ -22,6 +22,8 @@ import threading
 import time
 from typing import List, Optional, Tuple
 
+from . import forking
+
 __all__ = ["Deadline", "Watchdog", "WATCHDOG", "current", "activate"]
 
 
@@ -77,6 +79,10 @@ class Watchdog:
 
     def __init__(self, idle_exit: float = 1.0) -> None:
         self._idle_exit = idle_exit
+        self._reset()
+        forking.track(self)
+
+    def _reset(self) -> None:
         self._heap: List[Tuple[float, int, Deadline]] = []
         self._order = itertools.count()
         self._condition = threading.Condition(threading.Lock())
@@ -84,12 +90,18 @@ class Watchdog:
         self._cancelled = 0  # cancelled entries still in the heap
         self._wake_at = 0.0  # when the thread will look at the heap next (monotonic)
 
+    def _after_fork(self) -> None:
+        """In a forked child: the parent's thread is not there, its deadlines
+        belong to calls that are not there either; start empty."""
+        self._reset()
+
     def watch(self, deadline: Deadline) -> None:
         """Fire ``deadline`` when it passes, unless cancelled first."""
         with self._condition:
             heapq.heappush(self._heap, (deadline.at, next(self._order), deadline))
             deadline.queued = True
-            if self._thread is None:
+            thread = self._thread
+            if thread is None or not thread.is_alive():
                 self._thread = threading.Thread(target=self._run, name="resilient_requests-watchdog", daemon=True)
                 self._thread.start()
             elif deadline.at < self._wake_at:

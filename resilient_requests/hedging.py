@@ -20,10 +20,12 @@ from __future__ import annotations
 
 import threading
 import time
+import weakref
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, List, Optional
 
 from . import deadline as deadlines
+from . import forking
 from .config import ClientConfig
 from .exceptions import CircuitOpenError
 from .retry import Outcome
@@ -45,9 +47,14 @@ class Hedging:
         self.config = config.hedge
         self.failure_statuses = config.circuit_breaker.failure_statuses
         self._workers = config.bulkhead.max_concurrency  # a hedge needs a bulkhead slot anyway
+        self._after_fork()
+        forking.track(self)
+
+    def _after_fork(self) -> None:
+        """Start without workers (also in a forked child, where the parent's are not)."""
         self._pool: Optional[ThreadPoolExecutor] = None
         self._lock = threading.Lock()
-        self._closed = False
+        self._races: "weakref.WeakSet[Race]" = weakref.WeakSet()  # races whose hedges may be running
 
     def delay(self, origin: "OriginState") -> Optional[float]:
         """Seconds before the first hedge to ``origin``; ``None``: do not hedge
@@ -58,14 +65,19 @@ class Hedging:
         return None if latency is None else latency.value
 
     def submit(self, work: "Race", racer: int) -> bool:
-        """Run hedge number ``racer`` of ``work`` on a worker thread; False once closed."""
+        """Run hedge number ``racer`` of ``work`` on a worker thread; False if
+        the race was cancelled by :meth:`close` meanwhile."""
         with self._lock:
-            if self._closed:
+            if work.closed:
                 return False
+            self._races.add(work)
             if self._pool is None:
                 self._pool = ThreadPoolExecutor(self._workers, thread_name_prefix="resilient_requests-hedge")
-            self._pool.submit(work.hedge, racer)
-            return True
+            future = self._pool.submit(work.hedge, racer)
+        # A hedge still queued when close() shuts the workers down never runs:
+        # the race must still hear that it ended, or its caller would wait for it.
+        future.add_done_callback(lambda done: work.dropped() if done.cancelled() else None)
+        return True
 
     def good(self, outcome: Outcome) -> bool:
         """Whether ``outcome`` may win a race: an answer to keep."""
@@ -73,13 +85,18 @@ class Hedging:
         return response is not None and not outcome.retry and response.status_code not in self.failure_statuses
 
     def close(self) -> None:
-        """Stop the worker threads. A hedge still in flight was cancelled when
-        its race ended, so waiting for it is short."""
+        """Cancel the hedges in flight (their sockets are shut down, as at a
+        deadline) and let the worker threads end, without waiting for them: a
+        hedge blocked on a slow server held ``close()`` until its read timeout.
+        The callers' own racers go on. Like a closed ``requests.Session``, the
+        session keeps working: the next hedge starts new workers."""
         with self._lock:
-            self._closed = True
             pool, self._pool = self._pool, None
+            races, self._races = list(self._races), weakref.WeakSet()
+        for race in races:
+            race.cancel_hedges()
         if pool is not None:
-            pool.shutdown(wait=True, cancel_futures=True)
+            pool.shutdown(wait=False, cancel_futures=True)
 
 
 class _Start(deadlines.Deadline):
@@ -108,6 +125,7 @@ class Race:
         self.abandoned = False  # the caller has gone (it raised): hedges' answers are dropped
         self.pending = 0  # hedges started and not yet ended
         self.handles: List[deadlines.Deadline] = []  # cancel handles of racers in flight
+        self.primary: Optional[deadlines.Deadline] = None  # the caller's racer's handle
         self.lock = threading.Lock()
         self.ended = threading.Condition(self.lock)
 
@@ -124,7 +142,7 @@ class Race:
         timers = [_Start(self.delay * racer, self, racer) for racer in range(1, self.hedging.config.max_hedges + 1)]
         for timer in timers:
             deadlines.WATCHDOG.watch(timer)
-        handle = self._handle()
+        handle = self.primary = self._handle()
         with self.lock:
             self.handles.append(handle)
         started = time.monotonic()
@@ -159,6 +177,14 @@ class Race:
             if outcome.response is not None:
                 outcome.response.close()  # lost the race: give the connection back
         return winner
+
+    def cancel_hedges(self) -> None:
+        """Cancel every hedge of this race and start no new one; the caller's racer goes on."""
+        with self.lock:
+            self.closed = True
+            for other in self.handles:
+                if other is not self.primary:
+                    other.fire()
 
     def _win(self, outcome: Outcome) -> None:
         """Called holding the lock: ``outcome`` wins; cancel every other racer."""
@@ -214,6 +240,10 @@ class Race:
                     self.handles.remove(handle)
         finally:
             bulkhead.release()
+
+    def dropped(self) -> None:
+        """A hedge handed to a worker never ran (the workers were shut down)."""
+        self._ended(None)
 
     def _ended(self, outcome: Optional[Outcome]) -> None:
         with self.lock:

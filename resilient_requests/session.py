@@ -21,6 +21,7 @@ import requests
 from requests.adapters import BaseAdapter
 from requests.sessions import merge_setting
 
+from . import forking
 from .breaker import CircuitState
 from .config import ClientConfig
 from .environment import ProxyCache
@@ -96,6 +97,7 @@ class ResilientSession(requests.Session):
         self._local = threading.local()
         self._proxy_cache = ProxyCache()
         self._default_timeout = (config.timeout.connect, config.timeout.read)
+        forking.track(self)
         self.verify = config.verify_ssl
         if not config.verify_ssl:
             self._pipeline.log.warning(
@@ -113,6 +115,22 @@ class ResilientSession(requests.Session):
         self._local = threading.local()
         self._proxy_cache = ProxyCache()
         self._default_timeout = (self.config.timeout.connect, self.config.timeout.read)
+        forking.track(self)
+
+    def _after_fork(self) -> None:
+        """In a forked child (see :mod:`.forking`): empty connection pools (the
+        parent's sockets stay the parent's) and fresh resilience state; the
+        listeners, config, headers, cookies and mounts are kept."""
+        for adapter in self.adapters.values():
+            if isinstance(adapter, ResilientAdapter):
+                adapter.forget_connections()
+        self._local = threading.local()
+        self._proxy_cache = ProxyCache()
+        if not self._shared:  # the module-level API's layers are made anew on its next call
+            listeners = self._pipeline.events.listeners
+            self._pipeline = Pipeline(self.config, _logger_for(self.config))
+            for listener in listeners:
+                self._pipeline.events.add(listener)
 
     # -- the resilient call --
     def _call(self, method: str, url: str, run: Callable[[], requests.Response],
@@ -161,7 +179,10 @@ class ResilientSession(requests.Session):
                           lambda: self._send_in_call(request, kwargs), deadline)
 
     def _send_in_call(self, request: requests.PreparedRequest, kwargs: Dict[str, Any]) -> requests.Response:
-        request_id = self._local.call.request_id
+        call = self._local.call
+        if call.follow_redirects is None:  # the caller's send; requests sends each redirect with False
+            call.follow_redirects = bool(kwargs.get("allow_redirects", True))
+        request_id = call.request_id
         if request_id is not None and "X-Request-ID" not in request.headers:
             request.headers["X-Request-ID"] = request_id
         return super().send(request, **kwargs)
