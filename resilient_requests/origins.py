@@ -3,10 +3,11 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import Any, Dict, Iterator, Optional
 from urllib.parse import urlsplit
 
-from .breaker import BreakerEvents, LocalState, OriginBreaker, TransitionLog
+from .breaker import BreakerEvents, CircuitState, LocalState, OriginBreaker, TransitionLog
 from .budget import RetryBudget
 from .config import ClientConfig
 from .events import Events
@@ -68,7 +69,7 @@ COUNTERS = ("calls", "successes", "failures", "retries", "short_circuited", "rej
 class OriginState:
     """What one session keeps per origin: its breaker, its retry budget, its counters."""
 
-    __slots__ = ("origin", "breaker", "budget", "throttle", "latency", "_counts", "_lock")
+    __slots__ = ("origin", "breaker", "budget", "throttle", "latency", "used", "_counts", "_lock")
 
     def __init__(self, origin: str, breaker: OriginBreaker, budget: Optional[RetryBudget],
                  throttle: Optional[AdaptiveThrottle] = None, latency: Optional[LatencyWindow] = None) -> None:
@@ -77,6 +78,7 @@ class OriginState:
         self.budget = budget
         self.throttle = throttle
         self.latency = latency  # kept only to hedge at a latency percentile
+        self.used = time.monotonic()  # last looked up: the least recently used idle states go first
         self._counts = dict.fromkeys(COUNTERS, 0)
         self._lock = threading.Lock()
 
@@ -98,7 +100,17 @@ class OriginState:
 
 
 class Origins:
-    """One :class:`OriginState` per origin, made on first use; thread-safe."""
+    """One :class:`OriginState` per origin, made on first use; thread-safe.
+
+    At most :attr:`max_states` are kept: a webhook sender or a crawler talks to
+    thousands of origins once each, and each state costs a few KB and a line
+    in ``stats()``. Past the bound, the least recently used states whose
+    breaker is closed are forgotten (a call in flight keeps its own); an open
+    or half-open breaker is never forgotten.
+    """
+
+    #: The bound on states kept; a quarter of them is swept at once when exceeded.
+    max_states = 512
 
     def __init__(self, config: ClientConfig, logger: logging.Logger, events: Events) -> None:
         self._config = config
@@ -115,8 +127,20 @@ class Origins:
             with self._lock:
                 state = self._states.get(origin)
                 if state is None:
+                    if len(self._states) >= self.max_states:
+                        self._sweep()
                     state = self._states[origin] = self._make(origin)
+        else:
+            state.used = time.monotonic()
         return state
+
+    def _sweep(self) -> None:
+        """Holding the lock: forget the least recently used idle states, so a
+        quarter of the room is free again."""
+        idle = sorted((s for s in self._states.values() if s.breaker.state is CircuitState.CLOSED),
+                      key=lambda s: s.used)
+        for state in idle[: max(1, self.max_states // 4)]:
+            del self._states[state.origin]
 
     def _make(self, origin: str) -> OriginState:
         retry = self._config.retry

@@ -73,8 +73,8 @@ class Pipeline:
 
     def start(self, method: str, url: str, total: Optional[float]) -> "Call":
         """Begin a call to ``url``: fail fast if its origin's breaker is open
-        (before requests prepares anything), then take a bulkhead slot (layer 1)
-        and start the deadline, if any."""
+        (before requests prepares anything), start the deadline, if any, then
+        take a bulkhead slot (layer 1) within what is left of it."""
         state = self.origins.get(url)
         try:
             state.breaker.check()
@@ -84,33 +84,51 @@ class Pipeline:
                 self.events.emit("call_short_circuited", CallShortCircuited(
                     state.origin, method, loggable_url(url), error.retry_after))
             raise
-        throttle = state.throttle
-        if throttle is not None:
-            probability = throttle.admit()
-            if probability:
-                state.count("throttled")
-                if self.events.listeners:
-                    self.events.emit("call_short_circuited", CallShortCircuited(
-                        state.origin, method, loggable_url(url), 0.0))
-                raise ThrottledError(
-                    f"call to {state.origin} rejected locally (adaptive throttling, p={probability:.2f})",
-                    origin=state.origin, retry_after=0.0, probability=probability,
-                )
+        self._check_throttle(state, method, url)
+        call = Call(self, state, method, url, total)
+        wait = self.bulkhead.timeout
+        deadline = call.deadline
+        if deadline is not None:
+            wait = min(wait, max(0.0, deadline.remaining()))
         try:
-            self.bulkhead.acquire()
-        except PoolTimeoutError:
-            state.count("rejected")
-            if self.events.listeners:
-                self.events.emit("bulkhead_rejected", BulkheadRejected(
-                    state.origin, method, loggable_url(url), self.bulkhead.capacity))
+            self.bulkhead.acquire(wait)
+        except BaseException as error:
+            call.stop()
+            if isinstance(error, PoolTimeoutError):
+                state.count("rejected")
+                if self.events.listeners:
+                    self.events.emit("bulkhead_rejected", BulkheadRejected(
+                        state.origin, method, loggable_url(url), self.bulkhead.capacity))
+                if deadline is not None and wait < self.bulkhead.timeout:
+                    raise DeadlineExceededError(
+                        f"deadline of {deadline.total:g}s exceeded for {method} {loggable_url(url)} "
+                        f"while waiting for a bulkhead slot ({self.bulkhead.capacity} busy); nothing was sent",
+                    ) from None
             raise
-        return Call(self, state, method, url, total)
+        return call
+
+    def _check_throttle(self, state: OriginState, method: str, url: str) -> None:
+        """Raise ``ThrottledError`` if adaptive throttling sheds this call to ``state``'s origin."""
+        throttle = state.throttle
+        if throttle is None:
+            return
+        probability = throttle.admit()
+        if probability:
+            state.count("throttled")
+            if self.events.listeners:
+                self.events.emit("call_short_circuited", CallShortCircuited(
+                    state.origin, method, loggable_url(url), 0.0))
+            raise ThrottledError(
+                f"call to {state.origin} rejected locally (adaptive throttling, p={probability:.2f})",
+                origin=state.origin, retry_after=0.0, probability=probability,
+            )
 
     def finish(self, call: "Call", response: Optional[requests.Response],
                error: Optional[BaseException]) -> None:
-        """End a call: stop its deadline, give its bulkhead slot back, count it."""
-        if call.deadline is not None:
-            deadlines.WATCHDOG.cancel(call.deadline)
+        """End a call: stop its deadline, give its bulkhead slot back, count it.
+        The outcome is charged to the origin that gave it (a redirect's target);
+        an origin that answered with a redirect the call followed is charged a success."""
+        call.stop()
         self.bulkhead.release()
         if isinstance(error, CircuitOpenError):
             outcome = "short_circuited"
@@ -118,7 +136,11 @@ class Pipeline:
             outcome = "failure"
         else:
             outcome = "success"
-        state = call.origin
+        for passed in call.passed:
+            if passed.throttle is not None:
+                passed.throttle.finished(True)
+            passed.count("calls", "successes")
+        state = call.current
         if state.throttle is not None and outcome != "short_circuited":
             # The origin took the call unless it failed or answered 429 (a refusal too).
             state.throttle.finished(outcome == "success" and response is not None and response.status_code != 429)
@@ -148,21 +170,43 @@ class Pipeline:
 class Call:
     """One caller's call on one thread: what its hops share."""
 
-    __slots__ = ("pipeline", "origin", "method", "url", "request_id", "deadline", "started", "attempts")
+    __slots__ = ("pipeline", "origin", "current", "passed", "method", "url", "request_id", "deadline",
+                 "started", "attempts", "follow_redirects")
 
     def __init__(self, pipeline: Pipeline, origin: OriginState, method: str, url: str,
                  total: Optional[float]) -> None:
         self.pipeline = pipeline
-        self.origin = origin
+        self.origin = origin  # where the call began
+        self.current = origin  # the origin of the latest hop: it answers for the outcome
+        self.passed: List[OriginState] = []  # other origins that answered with a redirect
         self.method = method
         self.url = url
         self.started = time.monotonic()
         self.attempts = 0
+        self.follow_redirects: Optional[bool] = None  # set by the session's first send()
         self.request_id = os.urandom(16).hex() if pipeline.config.logging.include_request_id else None
         self.deadline: Optional[deadlines.Deadline] = None
         if total is not None:
             self.deadline = deadlines.Deadline(total)
             deadlines.WATCHDOG.watch(self.deadline)
+
+    def stop(self) -> None:
+        """The call is over: the watchdog forgets its deadline."""
+        if self.deadline is not None:
+            deadlines.WATCHDOG.cancel(self.deadline)
+
+    def enter(self, state: OriginState, method: str, url: str) -> None:
+        """A hop begins at ``state``'s origin; on a redirect to another origin,
+        that origin's throttle is asked too, and the one before it answered."""
+        current = self.current
+        if state is current:
+            return
+        if current not in self.passed:
+            self.passed.append(current)
+        if state in self.passed:
+            self.passed.remove(state)  # back at an origin seen before: it answers now
+        self.current = state
+        self.pipeline._check_throttle(state, method, url)  # a refusal is the target's
 
     def hop(self, adapter: BaseAdapter, request: requests.PreparedRequest,
             kwargs: Mapping[str, Any]) -> requests.Response:
@@ -185,6 +229,7 @@ class _Hop(Attempts):
         self.stream = bool(kwargs.get("stream"))
         self.origin: OriginState = pipeline.origins.get(request.url or "")
         method = (request.method or "GET").upper()
+        call.enter(self.origin, method, request.url or "")
         self.idempotent = method in IDEMPOTENT_METHODS or "Idempotency-Key" in request.headers
         body = request.body
         in_memory = body is None or isinstance(body, (bytes, str))
@@ -268,10 +313,12 @@ class _Hop(Attempts):
         started = time.monotonic()
         try:
             response = self.adapter.send(self.request, **self.kwargs)
-            if not self.stream and not response.is_redirect:
+            if response.is_redirect:
+                if not self.stream or self.call.follow_redirects:
+                    _drain_redirect(response)
+            elif not self.stream:
                 # Read the body inside the attempt, so a body cut short can be
-                # retried. A redirect's body is left to requests, which drains
-                # it leniently (a bad encoding there must not stop the redirect).
+                # retried, and within the deadline.
                 response.content  # noqa: B018
         except Exception as exc:
             # The read timeout is capped at the time left, so the socket may time
@@ -401,6 +448,18 @@ class _Hop(Attempts):
             raise raised from error
         assert outcome.response is not None
         return outcome.response
+
+
+def _drain_redirect(response: requests.Response) -> None:
+    """Read a redirect's body inside the attempt, so the deadline bounds it
+    (requests reads it later, once the socket is no longer watched: a
+    trickling 302 outlived a 0.5 s deadline by seconds). Leniently, as
+    requests' ``resolve_redirects`` does: a bad encoding must not stop the
+    redirect; requests reads what is left raw."""
+    try:
+        response.content  # noqa: B018
+    except (requests.exceptions.ChunkedEncodingError, requests.exceptions.ContentDecodingError, RuntimeError):
+        pass
 
 
 def _least(timeout: Optional[float], left: float) -> float:

@@ -65,7 +65,8 @@ class Truncate:
 
 @dataclass(frozen=True)
 class Trickle:
-    """Send a 200 with ``count`` pieces of ``chunk``, one every ``every`` seconds.
+    """Send a ``status`` (200) with ``headers`` and ``count`` pieces of
+    ``chunk``, one every ``every`` seconds (e.g. a 302 whose body trickles).
     With ``in_headers=True`` the pieces go into a header instead, so even the
     status line and headers take ``count * every`` seconds to arrive."""
 
@@ -73,6 +74,8 @@ class Trickle:
     every: float = 0.5
     count: int = 20
     in_headers: bool = False
+    status: int = 200
+    headers: Dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

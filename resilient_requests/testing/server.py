@@ -40,6 +40,7 @@ class SeenRequest:
     query: str
     headers: Dict[str, str]
     body: bytes
+    peer: str = ""  # the client's "host:port": requests with the same peer came over one connection
 
 
 class _Route:
@@ -119,7 +120,8 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             unread = isinstance(fault, Hang) and not fault.read_body
             body = b"" if unread else self._read_body()
-            seen = SeenRequest(self.command, path, query, dict(self.headers.items()), body)
+            peer = f"{self.client_address[0]}:{self.client_address[1]}"
+            seen = SeenRequest(self.command, path, query, dict(self.headers.items()), body, peer)
             owner._record(seen)
             self._play(fault, seen)
         finally:
@@ -159,7 +161,9 @@ class _Handler(BaseHTTPRequestHandler):
             if fault.in_headers:
                 self.wfile.write(b"HTTP/1.1 200 OK\r\nX-Slow: ")
             else:
-                self.send_response(200)
+                self.send_response(fault.status)
+                for name, value in fault.headers.items():
+                    self.send_header(name, value)
                 self.send_header("Content-Length", str(len(fault.chunk) * fault.count))
                 self.end_headers()
             self.wfile.flush()
