@@ -41,7 +41,7 @@ def test_a_hedge_answers_while_the_first_attempt_hangs(fault_server, make_sessio
         release.set()
     wait_until(lambda: fault_server.in_flight == 0)
     session.close()
-    assert _hedge_threads() == []
+    wait_until(lambda: _hedge_threads() == [])  # close() does not wait; the idle workers end at once
 
 
 def test_an_answer_before_the_delay_sends_no_hedge(fault_server, make_session):
@@ -172,4 +172,4 @@ def test_hedged_calls_from_many_threads_give_every_slot_back(fault_server, make_
     wait_until(lambda: fault_server.in_flight == 0)
     assert session.stats()["bulkhead"]["in_use"] == 0
     session.close()
-    assert _hedge_threads() == []
+    wait_until(lambda: _hedge_threads() == [])  # close() does not wait; the idle workers end at once
