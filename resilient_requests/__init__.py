@@ -37,12 +37,27 @@ from requests.exceptions import (  # noqa: F401
 )
 
 from . import exceptions
-from .api import configure, delete, get, head, options, patch, post, put, request, session
+from .api import (
+    configure,
+    delete,
+    get,
+    head,
+    options,
+    patch,
+    post,
+    put,
+    registry,
+    request,
+    reset,
+    session,
+)
 from .breaker import CircuitState
+from .compartments import Compartment, Registry
 from .config import (
     BulkheadConfig,
     CircuitBreakerConfig,
     ClientConfig,
+    DependencyConfig,
     HedgeConfig,
     LoggingConfig,
     RetryConfig,
@@ -97,6 +112,7 @@ __all__ = [
     "options", "patch", "post", "preset", "put", "request", "session",
     "Listener", "RetryScheduled", "AttemptFailed", "BreakerStateChanged", "CallShortCircuited",
     "BulkheadRejected", "CallFinished",
+    "Compartment", "DependencyConfig", "Registry", "registry", "reset",
     "codes", "Request", "Response", "PreparedRequest", "RequestException", "HTTPError", "Timeout",
     "ConnectTimeout", "ReadTimeout", "TooManyRedirects", "URLRequired", "JSONDecodeError",
 ]

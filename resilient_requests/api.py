@@ -2,8 +2,10 @@
 
 Like requests' own, each call runs in a fresh session, so no cookie or other
 session state passes from one call to the next. Unlike requests' own, the
-breakers, the bulkhead and the connection pools are shared by every call in
-the process, so an outage is remembered between calls.
+connection pools are shared by every call in the process, and the breakers,
+bulkheads and budgets come from the process-wide registry of compartments
+(shared with every session calling the same dependency with the same policy),
+so an outage is remembered between calls.
 """
 from __future__ import annotations
 
@@ -13,10 +15,12 @@ from typing import Any, Optional
 import requests
 
 from . import forking
+from .compartments import REGISTRY, Registry
 from .config import ClientConfig
 from .session import ResilientSession, _Shared
 
-__all__ = ["configure", "request", "get", "options", "head", "post", "put", "patch", "delete", "session"]
+__all__ = ["configure", "reset", "registry", "request", "get", "options", "head", "post", "put", "patch",
+           "delete", "session"]
 
 _lock = threading.Lock()
 _shared: Optional[_Shared] = None
@@ -37,7 +41,10 @@ forking.after_fork(_after_fork)
 def configure(config: Optional[ClientConfig] = None) -> None:
     """Use ``config`` (default: ``ClientConfig()``; before the first call or
     ``configure()``, the module reads ``ClientConfig.from_env()``) for module-level calls from now
-    on, with fresh breakers, bulkhead and pools. Calls in flight finish on the old ones."""
+    on, with fresh pools; ``config.dependencies`` gives dependencies their own
+    policies. Breakers and bulkheads come from the registry, by dependency and
+    policy: call :func:`reset` as well to forget what they learnt. Calls in
+    flight finish on the old config."""
     global _shared
     if config is not None and not isinstance(config, ClientConfig):
         raise TypeError(f"configure() takes a ClientConfig, got {config!r}")
@@ -54,6 +61,21 @@ def _current() -> _Shared:
                 _shared = _Shared(ClientConfig.from_env())  # RESILIENT_REQUESTS_* variables
             shared = _shared
     return shared
+
+
+def reset(dependency: Optional[str] = None) -> None:
+    """Forget the process's resilience state: every compartment (breakers
+    closed, bulkheads empty, budgets and throttles full), or only that of
+    ``dependency`` (an origin URL such as ``"https://api.example.com"``, or a
+    dependency's name). Sessions keep working; their next call starts fresh.
+    For tests, and for an operator's admin view."""
+    REGISTRY.reset(dependency)
+
+
+def registry() -> Registry:
+    """The process-wide registry of compartments: ``registry().stats()`` lists
+    every dependency's breaker state, bulkhead and counters."""
+    return REGISTRY
 
 
 def session() -> ResilientSession:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass, field
-from typing import Any, FrozenSet, Optional
+from typing import Any, Dict, FrozenSet, Mapping, Optional, Tuple
 
 __all__ = [
     "TimeoutConfig",
@@ -19,6 +19,7 @@ __all__ = [
     "LoggingConfig",
     "ThrottleConfig",
     "HedgeConfig",
+    "DependencyConfig",
     "ClientConfig",
     "IDEMPOTENT_METHODS",
 ]
@@ -81,6 +82,10 @@ def _statuses(obj: object, name: str) -> None:
         if not 100 <= code <= 599:
             raise ValueError(f"{_where(obj, name)} holds {code!r}, not an HTTP status (100-599)")
     setattr(obj, name, codes)
+
+
+def _is_url(text: str) -> bool:
+    return text.lower().startswith(("http://", "https://"))
 
 
 def _instance(obj: object, name: str, cls: type) -> None:
@@ -331,8 +336,9 @@ class HedgeConfig:
 
 @dataclass
 class BulkheadConfig:
-    """At most ``max_concurrency`` calls in flight per session; a caller waits
-    up to ``acquisition_timeout`` seconds for a slot (0 = do not wait)."""
+    """At most ``max_concurrency`` calls in flight to one dependency (its
+    compartment, shared by every session in the process); a caller waits up to
+    ``acquisition_timeout`` seconds for a slot (0 = do not wait)."""
 
     max_concurrency: int = 50
     acquisition_timeout: float = 30.0
@@ -372,8 +378,59 @@ class LoggingConfig:
 
 
 @dataclass
+class DependencyConfig:
+    """One dependency of :attr:`ClientConfig.dependencies`: the ``origins`` it
+    answers on (``scheme://host[:port]``, normalised) and the ``config`` of its
+    layers. Usually made for you from the shorter forms ``ClientConfig`` accepts."""
+
+    origins: Tuple[str, ...]
+    config: "ClientConfig"
+
+    def __post_init__(self) -> None:
+        from .origins import origin_of
+
+        origins = self.origins
+        if isinstance(origins, str) or not hasattr(origins, "__iter__"):
+            raise TypeError(f"DependencyConfig.origins must be a list of origin URLs, got {origins!r}")
+        normalised = []
+        for url in origins:
+            if not isinstance(url, str) or not url.lower().startswith(("http://", "https://")):
+                raise ValueError(f"DependencyConfig.origins must hold http(s) origin URLs, got {url!r}")
+            normalised.append(origin_of(url))
+        if not normalised:
+            raise ValueError(f"DependencyConfig.origins must name at least one origin, got {origins!r}")
+        self.origins = tuple(normalised)
+        _instance(self, "config", ClientConfig)
+
+
+@dataclass
 class ClientConfig:
-    """Everything a :class:`~resilient_requests.ResilientSession` needs."""
+    """Everything a :class:`~resilient_requests.ResilientSession` needs.
+
+    ``dependencies`` gives some dependencies layers of their own; the others
+    get this config's. A key is an origin URL, or a name for a group of origins
+    that share one compartment; a value is a ``ClientConfig``, or a mapping of
+    overrides of this config (``{"timeout": {"read": 120}}``, optionally with a
+    ``"preset"`` to start from instead), which for a name also lists its
+    ``"origins"``::
+
+        ClientConfig(dependencies={
+            "https://payments.internal": preset("fast_microservice"),
+            "https://reports.internal": {"timeout": {"read": 120}},
+            "search": {"origins": ["https://s1.internal", "https://s2.internal"],
+                       "preset": "high_latency"},
+        })
+
+    The sections ``timeout``, ``retry``, ``circuit_breaker``, ``bulkhead``,
+    ``throttle`` and ``hedge`` apply per dependency; the top-level fields
+    (``base_url``, ``follow_redirects``, ``verify_ssl``, ``user_agent``,
+    ``raise_for_status``, ``logging``, ``total_concurrency``) are the
+    session's. ``total_concurrency`` caps one session's calls in flight over
+    every dependency (``None``: no such cap; each dependency's bulkhead still
+    applies); for the module-level API that is the whole process. Each value is
+    normalised to a :class:`DependencyConfig`, keyed by the name (an origin URL
+    key becomes its normalised origin).
+    """
 
     base_url: Optional[str] = None
     timeout: TimeoutConfig = field(default_factory=TimeoutConfig)
@@ -387,6 +444,8 @@ class ClientConfig:
     verify_ssl: bool = True
     user_agent: Optional[str] = None
     raise_for_status: bool = False
+    dependencies: Dict[str, Any] = field(default_factory=dict)
+    total_concurrency: Optional[int] = None
 
     def __post_init__(self) -> None:
         if self.base_url is not None:
@@ -407,6 +466,69 @@ class ClientConfig:
             _flag(self, name)
         if self.user_agent is not None and not isinstance(self.user_agent, str):
             raise TypeError(f"ClientConfig.user_agent must be a str or None, got {self.user_agent!r}")
+        if self.total_concurrency is not None:
+            _integer(self, "total_concurrency", minimum=1)
+        self._normalise_dependencies()
+
+    def _normalise_dependencies(self) -> None:
+        given = self.dependencies
+        if not isinstance(given, Mapping):
+            raise TypeError(f"ClientConfig.dependencies must be a mapping, got {given!r}")
+        dependencies: Dict[str, DependencyConfig] = {}
+        routes: Dict[str, Tuple[str, ClientConfig]] = {}
+        for key, value in given.items():
+            where = f"ClientConfig.dependencies[{key!r}]"
+            if not isinstance(key, str) or not key:
+                raise TypeError(f"ClientConfig.dependencies keys must be origin URLs or names, got {key!r}")
+            dependency = self._dependency(key, value, where)
+            name = dependency.origins[0] if _is_url(key) else key
+            for origin in dependency.origins:
+                if origin in routes:
+                    raise ValueError(f"{where}: origin {origin} is already in dependency {routes[origin][0]!r}")
+                routes[origin] = (name, dependency.config)
+            dependencies[name] = dependency
+        self.dependencies = dependencies
+        self._routes = routes
+
+    def _dependency(self, key: str, value: Any, where: str) -> DependencyConfig:
+        if isinstance(value, DependencyConfig):
+            return value
+        origins: Any = (key,) if _is_url(key) else None
+        if isinstance(value, ClientConfig):
+            config = value
+        elif isinstance(value, Mapping):
+            overrides = dict(value)
+            if "origins" in overrides:
+                if origins is not None:
+                    raise ValueError(f"{where}: an origin URL key takes no 'origins' (use a name as the key)")
+                origins = overrides.pop("origins")
+            config = self._overridden(overrides, where)
+        else:
+            raise TypeError(f"{where} must be a ClientConfig or a mapping of overrides, got {value!r}")
+        if config.dependencies:
+            raise ValueError(f"{where}: a dependency's config cannot have dependencies of its own")
+        if origins is None:
+            raise ValueError(f"{where}: a named dependency must list its 'origins' (or use an origin URL as the key)")
+        try:
+            return DependencyConfig(origins if isinstance(origins, str) else tuple(origins), config)  # type: ignore[arg-type]  # checked there
+        except (TypeError, ValueError) as error:
+            raise type(error)(f"{where}: {error}") from None
+
+    def _overridden(self, overrides: Dict[str, Any], where: str) -> "ClientConfig":
+        """This config (or the named preset) with ``overrides``, as :meth:`from_dict` reads them."""
+        from dataclasses import replace
+
+        from .config_sources import overridden
+
+        base = replace(self, dependencies={})
+        return overridden(base, overrides, f"{where}.")
+
+    def policy_for(self, origin: str) -> Tuple[str, "ClientConfig"]:
+        """The dependency ``origin`` (``scheme://host:port``) belongs to, and the
+        config of its layers: its own from :attr:`dependencies`, else this one
+        (the dependency is then the origin itself)."""
+        route = self._routes.get(origin)
+        return route if route is not None else (origin, self)
 
     @classmethod
     def from_dict(cls, data: Any) -> "ClientConfig":

@@ -23,14 +23,15 @@ from typing import Any, Callable, Dict, Mapping, Optional, TypeVar, Union
 from .config import ClientConfig
 from .presets import preset
 
-__all__ = ["from_dict", "from_env", "from_file", "SECTIONS"]
+__all__ = ["from_dict", "from_env", "from_file", "overridden", "SECTIONS"]
 
 T = TypeVar("T")
 
 #: ClientConfig fields that hold a section, and the fields each section has.
 SECTIONS = {
     f.name: {g.name: g for g in dataclasses.fields(f.default_factory())}
-    for f in dataclasses.fields(ClientConfig) if f.default_factory is not dataclasses.MISSING
+    for f in dataclasses.fields(ClientConfig)
+    if f.default_factory is not dataclasses.MISSING and dataclasses.is_dataclass(f.default_factory())
 }
 _TOP = {f.name: f for f in dataclasses.fields(ClientConfig) if f.name not in SECTIONS}
 _TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}
@@ -54,6 +55,8 @@ def _parse(text: str, annotation: str) -> Any:
         return int(stripped)
     if kind == "float":
         return float(stripped)
+    if kind.startswith("Dict"):
+        return json.loads(stripped)  # e.g. RESILIENT_REQUESTS_DEPENDENCIES='{"https://api": {...}}'
     if kind == "FrozenSet[str]":
         return frozenset(part for part in stripped.replace(" ", "").split(",") if part)
     if kind.startswith("FrozenSet"):
@@ -120,6 +123,16 @@ def from_dict(data: Mapping[str, Any], *, where: str = "") -> ClientConfig:
     values = dict(data)
     base = values.pop("preset", "default")
     config = _checked(lambda: preset(base, values.pop("base_url", None)), f"{where}preset", base)
+    return _apply(config, values, where, strings=False)
+
+
+def overridden(config: ClientConfig, data: Mapping[str, Any], where: str) -> ClientConfig:
+    """``config`` (or the preset ``data["preset"]`` names) with the rest of
+    ``data`` applied as :func:`from_dict` applies it: one dependency's config."""
+    values = dict(data)
+    if "preset" in values:
+        name = values.pop("preset")
+        config = _checked(lambda: preset(name), f"{where}preset", name)
     return _apply(config, values, where, strings=False)
 
 

@@ -142,7 +142,11 @@ class Events:
 
     def emit(self, hook: str, event: Any) -> None:
         """Call ``hook(event)`` on every listener that has it; log and swallow errors."""
-        for listener in self.listeners:
+        self.emit_to(self.listeners, hook, event)
+
+    def emit_to(self, listeners: Tuple[Any, ...], hook: str, event: Any) -> None:
+        """:meth:`emit` to ``listeners`` only (some of this hub's)."""
+        for listener in listeners:
             method = getattr(listener, hook, None)
             if method is None:
                 continue

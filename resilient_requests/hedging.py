@@ -22,16 +22,16 @@ import threading
 import time
 import weakref
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, List, Optional
+from typing import TYPE_CHECKING, FrozenSet, List, Optional
 
 from . import deadline as deadlines
 from . import forking
-from .config import ClientConfig
+from .config import ClientConfig, HedgeConfig
 from .exceptions import CircuitOpenError
 from .retry import Outcome
 
 if TYPE_CHECKING:
-    from .origins import OriginState
+    from .compartments import Compartment
     from .pipeline import _Hop
 
 __all__ = ["Hedging", "Race"]
@@ -44,8 +44,6 @@ class Hedging:
     """A session's hedging: its settings, delays and worker threads."""
 
     def __init__(self, config: ClientConfig) -> None:
-        self.config = config.hedge
-        self.failure_statuses = config.circuit_breaker.failure_statuses
         self._workers = config.bulkhead.max_concurrency  # a hedge needs a bulkhead slot anyway
         self._after_fork()
         forking.track(self)
@@ -56,11 +54,11 @@ class Hedging:
         self._lock = threading.Lock()
         self._races: "weakref.WeakSet[Race]" = weakref.WeakSet()  # races whose hedges may be running
 
-    def delay(self, origin: "OriginState") -> Optional[float]:
-        """Seconds before the first hedge to ``origin``; ``None``: do not hedge
-        (too few latencies seen yet to know a percentile)."""
-        if self.config.delay is not None:
-            return self.config.delay
+    def delay(self, origin: "Compartment", config: HedgeConfig) -> Optional[float]:
+        """Seconds before the first hedge to ``origin`` under ``config``; ``None``:
+        do not hedge (too few latencies seen yet to know a percentile)."""
+        if config.delay is not None:
+            return config.delay
         latency = origin.latency
         return None if latency is None else latency.value
 
@@ -79,10 +77,11 @@ class Hedging:
         future.add_done_callback(lambda done: work.dropped() if done.cancelled() else None)
         return True
 
-    def good(self, outcome: Outcome) -> bool:
+    @staticmethod
+    def good(outcome: Outcome, failure_statuses: FrozenSet[int]) -> bool:
         """Whether ``outcome`` may win a race: an answer to keep."""
         response = outcome.response
-        return response is not None and not outcome.retry and response.status_code not in self.failure_statuses
+        return response is not None and not outcome.retry and response.status_code not in failure_statuses
 
     def close(self) -> None:
         """Cancel the hedges in flight (their sockets are shut down, as at a
@@ -116,10 +115,11 @@ class _Start(deadlines.Deadline):
 class Race:
     """One hedged attempt: the caller's racer and the hedges started after it."""
 
-    def __init__(self, hop: "_Hop", hedging: Hedging, delay: float) -> None:
+    def __init__(self, hop: "_Hop", hedging: Hedging, delay: float, config: HedgeConfig) -> None:
         self.hop = hop
         self.hedging = hedging
         self.delay = delay
+        self.config = config
         self.winner: Optional[Outcome] = None
         self.closed = False  # the caller's racer has ended: no new hedge may start
         self.abandoned = False  # the caller has gone (it raised): hedges' answers are dropped
@@ -139,7 +139,7 @@ class Race:
 
     def run(self) -> Outcome:
         """Race; the winning outcome, or the caller's own if no racer won."""
-        timers = [_Start(self.delay * racer, self, racer) for racer in range(1, self.hedging.config.max_hedges + 1)]
+        timers = [_Start(self.delay * racer, self, racer) for racer in range(1, self.config.max_hedges + 1)]
         for timer in timers:
             deadlines.WATCHDOG.watch(timer)
         handle = self.primary = self._handle()
@@ -161,7 +161,7 @@ class Race:
         with self.lock:
             self.closed = True
             self.handles.remove(handle)
-            if self.winner is None and self.hedging.good(outcome):
+            if self.winner is None and self.hedging.good(outcome, self.hop.route.failure_statuses):
                 self._win(outcome)
             while self.winner is None and self.pending:
                 self.ended.wait()  # a hedge is still out: it may yet answer well
@@ -212,7 +212,7 @@ class Race:
     def _hedge(self) -> Optional[Outcome]:
         hop = self.hop
         origin = hop.origin
-        bulkhead = hop.pipeline.bulkhead
+        bulkhead = origin.bulkhead
         if not bulkhead.try_acquire():
             return None
         try:
@@ -248,7 +248,7 @@ class Race:
     def _ended(self, outcome: Optional[Outcome]) -> None:
         with self.lock:
             self.pending -= 1
-            if outcome is not None and self.winner is None and not self.abandoned and self.hedging.good(outcome):
+            if outcome is not None and self.winner is None and not self.abandoned and self.hedging.good(outcome, self.hop.route.failure_statuses):
                 self._win(outcome)
                 outcome = None
             self.ended.notify_all()

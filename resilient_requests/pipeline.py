@@ -1,14 +1,17 @@
 """The order of the resilience layers, written once. Outermost first::
 
     ResilientSession.request / send
-     └─ 1. bulkhead     one slot for the whole call, redirects and waits included:
-        │               the calling thread is busy all that time. Before it: an
-        │               open breaker fails fast; the call's deadline starts.
+     └─ 1. bulkhead     one slot of the dependency's compartment for the whole
+        │               call, redirects and waits included: the calling thread
+        │               is busy all that time (a redirect to another dependency
+        │               takes a slot of that one's too). Before it: an open
+        │               breaker fails fast; the call's deadline starts; the
+        │               session's overall cap, if set, is taken.
         └─ per hop (the request, then each redirect):
            2. retry loop   backoff: waits between attempts; stops at once when the
            │               breaker opens, the retry budget is spent, or the wait
            │               would overrun the deadline.
-           └─ 3. breaker   the hop's origin: every attempt is admitted and recorded.
+           └─ 3. breaker   the hop's dependency: every attempt is admitted and recorded.
               └─ 4. adapter  the mounted adapter's send(), and the body read
                              (unless stream=True), so a body cut short is an
                              attempt's failure. urllib3's Retry in the adapter is
@@ -17,6 +20,10 @@
 With hedging on (:mod:`.hedging`), one attempt of layer 2 may be a race: its
 hedges run layers 3-4 again on worker threads, each with a bulkhead slot of
 its own and a retry from the budget; the first good answer is the attempt's.
+
+Breakers, bulkheads, budgets and throttles live in compartments shared by
+every session of the process (:mod:`.compartments`); a session finds its own
+through :mod:`.routes`, with the config it gives each dependency.
 
 :data:`LAYERS` names them in that order; ``ResilientSession.describe()`` returns it.
 """
@@ -34,7 +41,8 @@ from requests.utils import rewind_body
 
 from . import deadline as deadlines
 from .bulkhead import Bulkhead
-from .config import IDEMPOTENT_METHODS, ClientConfig
+from .compartments import REGISTRY, Compartment, Registry
+from .config import IDEMPOTENT_METHODS, BulkheadConfig, ClientConfig
 from .errors import RetryWhen, Verdict, classify, to_raise
 from .events import (
     AttemptFailed,
@@ -46,8 +54,9 @@ from .events import (
 )
 from .exceptions import CircuitOpenError, DeadlineExceededError, PoolTimeoutError, ThrottledError
 from .hedging import Hedging, Race
-from .origins import Origins, OriginState, loggable_url
-from .retry import Attempts, Outcome, RetryLoop, retry_after_seconds
+from .origins import loggable_url
+from .retry import Attempts, Outcome, retry_after_seconds
+from .routes import Route, Routes
 
 __all__ = ["LAYERS", "Pipeline", "Call", "describe"]
 
@@ -60,22 +69,25 @@ DEADLINE = Verdict("deadline exceeded", True, RetryWhen.NEVER, True, (DeadlineEx
 class Pipeline:
     """The resilience layers of one session (or of the module-level API)."""
 
-    def __init__(self, config: ClientConfig, logger: logging.Logger) -> None:
+    def __init__(self, config: ClientConfig, logger: logging.Logger, registry: Optional[Registry] = None) -> None:
         self.config = config
         self.log = logger
         self.events = Events(logger)
-        self.bulkhead = Bulkhead(config.bulkhead)
-        self.origins = Origins(config, logger, self.events)
-        self.retry = RetryLoop(config.retry)
-        self.failure_statuses = config.circuit_breaker.failure_statuses
-        self.retry_statuses = config.retry.retry_on_status
-        self.hedging = Hedging(config) if config.hedge.enabled else None
+        self.routes = Routes(config, registry if registry is not None else REGISTRY, self.events, logger)
+        # The session's own cap over every dependency (off unless configured).
+        self.overall = Bulkhead(BulkheadConfig(config.total_concurrency, config.bulkhead.acquisition_timeout)) \
+            if config.total_concurrency is not None else None
+        hedged = config.hedge.enabled or any(d.config.hedge.enabled for d in config.dependencies.values())
+        self.hedging = Hedging(config) if hedged else None
 
-    def start(self, method: str, url: str, total: Optional[float]) -> "Call":
-        """Begin a call to ``url``: fail fast if its origin's breaker is open
-        (before requests prepares anything), start the deadline, if any, then
-        take a bulkhead slot (layer 1) within what is left of it."""
-        state = self.origins.get(url)
+    def start(self, method: str, url: str, deadline: Optional[float]) -> "Call":
+        """Begin a call to ``url``: fail fast if its dependency's breaker is open
+        (before requests prepares anything), start the deadline (``deadline``,
+        else the dependency's ``timeout.total``), then take a slot of the
+        session's overall cap, if any, and of the dependency's bulkhead
+        (layer 1), each within what is left of the deadline."""
+        route = self.routes.get(url)
+        state = route.compartment
         try:
             state.breaker.check()
         except CircuitOpenError as error:
@@ -85,29 +97,17 @@ class Pipeline:
                     state.origin, method, loggable_url(url), error.retry_after))
             raise
         self._check_throttle(state, method, url)
-        call = Call(self, state, method, url, total)
-        wait = self.bulkhead.timeout
-        deadline = call.deadline
-        if deadline is not None:
-            wait = min(wait, max(0.0, deadline.remaining()))
+        call = Call(self, route, method, url, deadline if deadline is not None else route.config.timeout.total)
         try:
-            self.bulkhead.acquire(wait)
-        except BaseException as error:
+            if self.overall is not None:
+                call.take(self.overall, state, method, url)
+            call.take(state.bulkhead, state, method, url)
+        except BaseException:
             call.stop()
-            if isinstance(error, PoolTimeoutError):
-                state.count("rejected")
-                if self.events.listeners:
-                    self.events.emit("bulkhead_rejected", BulkheadRejected(
-                        state.origin, method, loggable_url(url), self.bulkhead.capacity))
-                if deadline is not None and wait < self.bulkhead.timeout:
-                    raise DeadlineExceededError(
-                        f"deadline of {deadline.total:g}s exceeded for {method} {loggable_url(url)} "
-                        f"while waiting for a bulkhead slot ({self.bulkhead.capacity} busy); nothing was sent",
-                    ) from None
             raise
         return call
 
-    def _check_throttle(self, state: OriginState, method: str, url: str) -> None:
+    def _check_throttle(self, state: Compartment, method: str, url: str) -> None:
         """Raise ``ThrottledError`` if adaptive throttling sheds this call to ``state``'s origin."""
         throttle = state.throttle
         if throttle is None:
@@ -125,14 +125,13 @@ class Pipeline:
 
     def finish(self, call: "Call", response: Optional[requests.Response],
                error: Optional[BaseException]) -> None:
-        """End a call: stop its deadline, give its bulkhead slot back, count it.
-        The outcome is charged to the origin that gave it (a redirect's target);
-        an origin that answered with a redirect the call followed is charged a success."""
+        """End a call: stop its deadline, give its bulkhead slots back, count it.
+        The outcome is charged to the dependency that gave it (a redirect's
+        target); one that answered with a redirect the call followed is charged a success."""
         call.stop()
-        self.bulkhead.release()
         if isinstance(error, CircuitOpenError):
             outcome = "short_circuited"
-        elif error is not None or (response is not None and response.status_code in self.failure_statuses):
+        elif error is not None or (response is not None and response.status_code in call.route.failure_statuses):
             outcome = "failure"
         else:
             outcome = "success"
@@ -154,31 +153,38 @@ class Pipeline:
             ))
 
     def close(self) -> None:
-        """Release what the layers hold outside the adapters (a Redis client, hedging's threads)."""
-        self.origins.close()
+        """Release what the layers hold outside the adapters and the registry (hedging's threads)."""
         if self.hedging is not None:
             self.hedging.close()
 
     def stats(self) -> Dict[str, Any]:
-        """Counters per origin, breaker states and the bulkhead, as plain values."""
-        return {
-            "bulkhead": {"capacity": self.bulkhead.capacity, "in_use": self.bulkhead.in_use},
-            "origins": {state.origin: state.snapshot() for state in self.origins},
+        """Per dependency this session called: counters, breaker state, bulkhead
+        (shared with every session calling it with the same policy); and the
+        sum of the slots its dependencies' bulkheads have in use."""
+        compartments = self.routes.compartments()
+        stats: Dict[str, Any] = {
+            "bulkhead": {"capacity": self.config.bulkhead.max_concurrency,
+                         "in_use": sum(c.bulkhead.in_use for c in compartments)},
+            "origins": {c.origin: c.snapshot() for c in compartments},
         }
+        if self.overall is not None:
+            stats["overall"] = {"capacity": self.overall.capacity, "in_use": self.overall.in_use}
+        return stats
 
 
 class Call:
     """One caller's call on one thread: what its hops share."""
 
-    __slots__ = ("pipeline", "origin", "current", "passed", "method", "url", "request_id", "deadline",
+    __slots__ = ("pipeline", "route", "current", "passed", "held", "method", "url", "request_id", "deadline",
                  "started", "attempts", "follow_redirects")
 
-    def __init__(self, pipeline: Pipeline, origin: OriginState, method: str, url: str,
+    def __init__(self, pipeline: Pipeline, route: Route, method: str, url: str,
                  total: Optional[float]) -> None:
         self.pipeline = pipeline
-        self.origin = origin  # where the call began
-        self.current = origin  # the origin of the latest hop: it answers for the outcome
-        self.passed: List[OriginState] = []  # other origins that answered with a redirect
+        self.route = route  # where the call began
+        self.current = route.compartment  # the latest hop's: it answers for the outcome
+        self.passed: List[Compartment] = []  # other dependencies that answered with a redirect
+        self.held: List[Bulkhead] = []  # the bulkheads a slot was taken of
         self.method = method
         self.url = url
         self.started = time.monotonic()
@@ -190,29 +196,58 @@ class Call:
             self.deadline = deadlines.Deadline(total)
             deadlines.WATCHDOG.watch(self.deadline)
 
+    def take(self, bulkhead: Bulkhead, state: Compartment, method: str, url: str) -> None:
+        """A slot of ``bulkhead`` for the rest of the call, waiting at most its
+        acquisition timeout and what is left of the deadline."""
+        wait = bulkhead.timeout
+        deadline = self.deadline
+        if deadline is not None:
+            wait = min(wait, max(0.0, deadline.remaining()))
+        try:
+            bulkhead.acquire(wait)
+        except PoolTimeoutError:
+            state.count("rejected")
+            pipeline = self.pipeline
+            if pipeline.events.listeners:
+                pipeline.events.emit("bulkhead_rejected", BulkheadRejected(
+                    state.origin, method, loggable_url(url), bulkhead.capacity))
+            if deadline is not None and wait < bulkhead.timeout:
+                raise DeadlineExceededError(
+                    f"deadline of {deadline.total:g}s exceeded for {method} {loggable_url(url)} "
+                    f"while waiting for a bulkhead slot ({bulkhead.capacity} busy); nothing was sent",
+                ) from None
+            raise
+        self.held.append(bulkhead)
+
     def stop(self) -> None:
-        """The call is over: the watchdog forgets its deadline."""
+        """The call is over: the watchdog forgets its deadline; the slots go back."""
         if self.deadline is not None:
             deadlines.WATCHDOG.cancel(self.deadline)
+        held, self.held = self.held, []
+        for bulkhead in reversed(held):
+            bulkhead.release()
 
-    def enter(self, state: OriginState, method: str, url: str) -> None:
-        """A hop begins at ``state``'s origin; on a redirect to another origin,
-        that origin's throttle is asked too, and the one before it answered."""
+    def enter(self, state: Compartment, method: str, url: str) -> None:
+        """A hop begins at ``state``'s dependency; on a redirect to another one,
+        that one's throttle is asked and a slot of its bulkhead taken too, and
+        the one before it answered."""
         current = self.current
         if state is current:
             return
         if current not in self.passed:
             self.passed.append(current)
         if state in self.passed:
-            self.passed.remove(state)  # back at an origin seen before: it answers now
+            self.passed.remove(state)  # back at a dependency seen before: it answers now
         self.current = state
         self.pipeline._check_throttle(state, method, url)  # a refusal is the target's
+        if state.bulkhead not in self.held:
+            self.take(state.bulkhead, state, method, url)
 
     def hop(self, adapter: BaseAdapter, request: requests.PreparedRequest,
             kwargs: Mapping[str, Any]) -> requests.Response:
-        """Layers 2-4 for one request to one origin (the request, or a redirect)."""
+        """Layers 2-4 for one request to one dependency (the request, or a redirect)."""
         attempts = _Hop(self, adapter, request, kwargs)
-        return attempts.finish(self.pipeline.retry.run(attempts))
+        return attempts.finish(attempts.route.retry.run(attempts))
 
 
 class _Hop(Attempts):
@@ -227,7 +262,10 @@ class _Hop(Attempts):
         self.request = request
         self.kwargs = dict(kwargs)
         self.stream = bool(kwargs.get("stream"))
-        self.origin: OriginState = pipeline.origins.get(request.url or "")
+        self.route = route = pipeline.routes.get(request.url or "")
+        self.origin: Compartment = route.compartment
+        if self.kwargs.get("timeout") is None:
+            self.kwargs["timeout"] = route.default_timeout
         method = (request.method or "GET").upper()
         call.enter(self.origin, method, request.url or "")
         self.idempotent = method in IDEMPOTENT_METHODS or "Idempotency-Key" in request.headers
@@ -236,7 +274,8 @@ class _Hop(Attempts):
         self.replayable = in_memory or isinstance(getattr(request, "_body_position", None), int)
         hedging = pipeline.hedging
         # A file body cannot be read by two racers at once: only bytes are hedged.
-        self.hedged = in_memory and hedging is not None and method in hedging.config.methods
+        hedge = route.config.hedge
+        self.hedged = in_memory and hedging is not None and hedge.enabled and method in hedge.methods
         self.last: Optional[Outcome] = None
         if self.origin.budget is not None:
             self.origin.budget.record_call()
@@ -259,7 +298,7 @@ class _Hop(Attempts):
         delay = self._hedge_delay() if self.hedged and trial is None else None
         if delay is not None:
             assert self.pipeline.hedging is not None
-            outcome = Race(self, self.pipeline.hedging, delay).run()
+            outcome = Race(self, self.pipeline.hedging, delay, self.route.config.hedge).run()
         else:
             outcome = self._send(trial)
         if outcome.retry and self.origin.breaker.is_open():
@@ -267,7 +306,7 @@ class _Hop(Attempts):
         outcome.attempts = self
         self.last = outcome
         if self.pipeline.events.listeners and (outcome.error is not None or outcome.retry or (
-                outcome.response is not None and outcome.response.status_code in self.pipeline.failure_statuses)):
+                outcome.response is not None and outcome.response.status_code in self.route.failure_statuses)):
             self.pipeline.events.emit("attempt_failed", AttemptFailed(
                 self.origin.origin, self.request.method or "", loggable_url(self.request.url or ""),
                 # requests types header values as str | bytes (types-requests: str).
@@ -280,7 +319,7 @@ class _Hop(Attempts):
     def _hedge_delay(self) -> Optional[float]:
         """When to hedge this attempt, or ``None`` for no hedge."""
         assert self.pipeline.hedging is not None
-        delay = self.pipeline.hedging.delay(self.origin)
+        delay = self.pipeline.hedging.delay(self.origin, self.route.config.hedge)
         if delay is not None and self.deadline is not None and delay >= self.deadline.remaining():
             return None  # the deadline comes first
         return delay
@@ -351,11 +390,11 @@ class _Hop(Attempts):
             return Outcome(response=response, retry=False)
         status = response.status_code
         duration = time.monotonic() - started
-        failed = status in self.pipeline.failure_statuses
+        failed = status in self.route.failure_statuses
         self.origin.breaker.record(trial, failed, duration)
         if not failed and self.origin.latency is not None:
             self.origin.latency.add(duration)
-        retry = status in self.pipeline.retry_statuses and self.idempotent and self.replayable
+        retry = status in self.route.retry_statuses and self.idempotent and self.replayable
         return Outcome(
             response=response, retry=retry,
             retry_after=retry_after_seconds(response) if retry else None,
@@ -429,7 +468,7 @@ class _Hop(Attempts):
             log.warning(
                 "retrying %s %s [request %s]: attempt %d of %d failed with %s; waiting %.3fs",
                 self.request.method, loggable_url(self.request.url or ""), request_id,
-                tries, self.pipeline.retry.config.max_attempts, outcome.reason, wait,
+                tries, self.route.retry.config.max_attempts, outcome.reason, wait,
                 extra={"request_id": request_id, "origin": self.origin.origin,
                        "attempt": tries, "outcome": outcome.reason, "wait": wait},
             )
@@ -467,11 +506,30 @@ def _least(timeout: Optional[float], left: float) -> float:
 
 
 def describe(pipeline: Pipeline) -> Dict[str, Any]:
-    """The layers in order with their settings (for introspection and tests)."""
+    """The layers in order with their settings (for introspection and tests);
+    ``dependencies`` gives the same for each dependency with a config of its
+    own, and ``compartments`` what this session shares with others right now."""
     config = pipeline.config
-    layers: List[Dict[str, Any]] = [
+    result: Dict[str, Any] = {"layers": _layers(config)}
+    if config.total_concurrency is not None:
+        result["total_concurrency"] = config.total_concurrency
+    if config.dependencies:
+        result["dependencies"] = {
+            name: {"origins": list(dependency.origins), "layers": _layers(dependency.config)}
+            for name, dependency in config.dependencies.items()
+        }
+    result["compartments"] = [
+        {"dependency": c.origin, "policy": c.policy, "breaker_state": c.breaker.state.value,
+         "bulkhead_in_use": c.bulkhead.in_use, "bulkhead_capacity": c.bulkhead.capacity}
+        for c in pipeline.routes.compartments()
+    ]
+    return result
+
+
+def _layers(config: ClientConfig) -> List[Dict[str, Any]]:
+    return [
         {"layer": "bulkhead", "max_concurrency": config.bulkhead.max_concurrency,
-         "acquisition_timeout": config.bulkhead.acquisition_timeout},
+         "acquisition_timeout": config.bulkhead.acquisition_timeout, "per": "dependency"},
         {"layer": "retry", "max_attempts": config.retry.max_attempts,
          "retry_on_status": sorted(config.retry.retry_on_status),
          "budget_ratio": config.retry.budget_ratio,
@@ -483,4 +541,3 @@ def describe(pipeline: Pipeline) -> Dict[str, Any]:
          "permitted_calls_in_half_open": config.circuit_breaker.permitted_calls_in_half_open},
         {"layer": "adapter", "timeout": vars(config.timeout).copy()},
     ]
-    return {"layers": layers}

@@ -23,6 +23,7 @@ from requests.sessions import merge_setting
 
 from . import forking
 from .breaker import CircuitState
+from .compartments import Registry
 from .config import ClientConfig
 from .environment import ProxyCache
 from .exceptions import error_for_status
@@ -56,10 +57,15 @@ class _Shared:
     def __init__(self, config: ClientConfig) -> None:
         self.config = config
         self.pipeline = Pipeline(config, _logger_for(config))
-        self.adapters = {
-            "https://": ResilientAdapter(config.timeout, config.bulkhead),
-            "http://": ResilientAdapter(config.timeout, config.bulkhead),
-        }
+        self.adapters = {"https://": _adapter(config), "http://": _adapter(config)}
+
+
+def _adapter(config: ClientConfig) -> ResilientAdapter:
+    """An adapter whose pools hold as many connections per host as the largest
+    bulkhead among the config's dependencies lets calls be in flight."""
+    widest = max([config.bulkhead] + [d.config.bulkhead for d in config.dependencies.values()],
+                 key=lambda bulkhead: bulkhead.max_concurrency)
+    return ResilientAdapter(config.timeout, widest)
 
 
 def _logger_for(config: ClientConfig) -> logging.Logger:
@@ -77,13 +83,24 @@ class ResilientSession(requests.Session):
 
     __attrs__ = requests.Session.__attrs__ + ["config"]
 
-    def __init__(self, config: Optional[ClientConfig] = None, *, _shared: Optional[_Shared] = None) -> None:
+    def __init__(self, config: Optional[ClientConfig] = None, *, registry: Optional[Registry] = None,
+                 isolated: bool = False, _shared: Optional[_Shared] = None) -> None:
+        """``config`` (default ``ClientConfig()``). The breakers, bulkheads and
+        budgets come from the process-wide registry of compartments (see
+        :mod:`resilient_requests.compartments`), shared with every session
+        calling the same dependency with the same policy; ``registry=`` uses
+        another :class:`Registry`, and ``isolated=True`` a private one, so this
+        session shares state with no other."""
         super().__init__()
         if config is None:
             config = _shared.config if _shared is not None else ClientConfig()
         if not isinstance(config, ClientConfig):
             raise TypeError(f"ResilientSession config must be a ClientConfig, got {config!r}")
+        if isolated and registry is not None:
+            raise ValueError("ResilientSession takes registry= or isolated=True, not both")
         self.config = config
+        self._registry = Registry() if isolated else registry
+        self._owns_registry = isolated
         self._shared = _shared is not None  # the module-level API's: its layers outlive it
         if _shared is not None:
             self._pipeline = _shared.pipeline
@@ -91,12 +108,11 @@ class ResilientSession(requests.Session):
             for prefix, adapter in _shared.adapters.items():
                 self.mount(prefix, adapter)
         else:
-            self._pipeline = Pipeline(config, _logger_for(config))
-            self.mount("https://", ResilientAdapter(config.timeout, config.bulkhead))
-            self.mount("http://", ResilientAdapter(config.timeout, config.bulkhead))
+            self._pipeline = Pipeline(config, _logger_for(config), self._registry)
+            self.mount("https://", _adapter(config))
+            self.mount("http://", _adapter(config))
         self._local = threading.local()
         self._proxy_cache = ProxyCache()
-        self._default_timeout = (config.timeout.connect, config.timeout.read)
         forking.track(self)
         self.verify = config.verify_ssl
         if not config.verify_ssl:
@@ -110,11 +126,12 @@ class ResilientSession(requests.Session):
     # -- pickling: requests' __attrs__ plus the config; breakers start fresh --
     def __setstate__(self, state: Dict[str, Any]) -> None:
         super().__setstate__(state)  # type: ignore[misc, unused-ignore]  # missing in types-requests
+        self._registry = None
+        self._owns_registry = False
         self._pipeline = Pipeline(self.config, _logger_for(self.config))
         self._shared = False
         self._local = threading.local()
         self._proxy_cache = ProxyCache()
-        self._default_timeout = (self.config.timeout.connect, self.config.timeout.read)
         forking.track(self)
 
     def _after_fork(self) -> None:
@@ -128,7 +145,7 @@ class ResilientSession(requests.Session):
         self._proxy_cache = ProxyCache()
         if not self._shared:  # the module-level API's layers are made anew on its next call
             listeners = self._pipeline.events.listeners
-            self._pipeline = Pipeline(self.config, _logger_for(self.config))
+            self._pipeline = Pipeline(self.config, _logger_for(self.config), self._registry)
             for listener in listeners:
                 self._pipeline.events.add(listener)
 
@@ -146,7 +163,7 @@ class ResilientSession(requests.Session):
         if getattr(local, "call", None) is not None:
             return run()
         pipeline = self._pipeline
-        call = pipeline.start(method, url, self._total(deadline))
+        call = pipeline.start(method, url, self._deadline(deadline))
         local.call = call
         try:
             response = run()
@@ -162,9 +179,10 @@ class ResilientSession(requests.Session):
                 raise status_error
         return response
 
-    def _total(self, deadline: Any) -> Optional[float]:
+    @staticmethod
+    def _deadline(deadline: Any) -> Optional[float]:
         if deadline is None:
-            return self.config.timeout.total
+            return None  # the dependency's timeout.total
         if isinstance(deadline, bool) or not isinstance(deadline, (int, float)) or not deadline > 0:
             raise ValueError(f"deadline must be a number of seconds > 0, got {deadline!r}")
         return float(deadline)
@@ -174,7 +192,9 @@ class ResilientSession(requests.Session):
         ``deadline=`` (seconds) bounds this call instead of ``TimeoutConfig.total``."""
         deadline = kwargs.pop("deadline", None)
         if kwargs.get("timeout") is None:
-            kwargs["timeout"] = self._default_timeout
+            # The dependency's timeouts; set here (not only in the hop) because
+            # requests hands these kwargs on, e.g. to Digest auth's re-send.
+            kwargs["timeout"] = self._pipeline.routes.get(request.url or "").default_timeout
         return self._call(request.method or "", request.url or "",
                           lambda: self._send_in_call(request, kwargs), deadline)
 
@@ -255,13 +275,18 @@ class ResilientSession(requests.Session):
     # -- introspection --
     def circuit_state(self, url: str) -> CircuitState:
         """The state of the breaker for ``url``'s origin."""
-        return self._pipeline.origins.get(self.absolute_url(url)).breaker.state
+        return self._pipeline.routes.compartment(self.absolute_url(url)).breaker.state
 
     def close(self) -> None:
-        """Close the pooled connections (and a Redis client the session made)."""
+        """Close the pooled connections and stop hedging's threads; the
+        compartments stay in the registry for the other sessions (a private
+        registry's Redis clients are closed)."""
         super().close()
         if not self._shared:
             self._pipeline.close()
+            if self._owns_registry:
+                assert self._registry is not None
+                self._registry.reset()
 
     def add_listener(self, listener: Any) -> None:
         """Register an observability listener (see :class:`resilient_requests.Listener`)."""

@@ -10,6 +10,7 @@ from typing import Any, Callable, Iterator, List
 
 import pytest
 
+import resilient_requests as rr
 from resilient_requests import (
     BulkheadConfig,
     CircuitBreakerConfig,
@@ -47,6 +48,15 @@ def fast_config(
         bulkhead=BulkheadConfig(max_concurrency=slots, acquisition_timeout=acquire),
         **fields,
     )
+
+
+@pytest.fixture(autouse=True)
+def fresh_compartments() -> Iterator[None]:
+    """Every test starts and ends with an empty process-wide registry: no
+    breaker or bulkhead state passes from one test to the next."""
+    rr.reset()
+    yield
+    rr.reset()
 
 
 @pytest.fixture

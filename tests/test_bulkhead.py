@@ -85,7 +85,7 @@ def test_slot_is_given_back_whatever_the_call_raises(fault_server, make_session,
         calls["circuit_open"] = lambda: session.get(url)
     with pytest.raises(raised):
         calls[failure]()
-    assert session._pipeline.bulkhead.in_use == 0
+    assert session.stats()["bulkhead"]["in_use"] == 0
     assert session.get(fault_server.url("/")).status_code == 200
 
 

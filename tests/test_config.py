@@ -47,6 +47,7 @@ CLIENT_DEFAULTS = {
     "circuit_breaker": BREAKER_DEFAULTS, "bulkhead": BULKHEAD_DEFAULTS, "logging": LOGGING_DEFAULTS,
     "throttle": THROTTLE_DEFAULTS, "hedge": HEDGE_DEFAULTS,
     "follow_redirects": True, "verify_ssl": True, "user_agent": None, "raise_for_status": False,
+    "dependencies": {}, "total_concurrency": None,
 }
 
 

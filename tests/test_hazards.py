@@ -318,15 +318,16 @@ def test_close_does_not_wait_for_a_hedge_and_hedging_goes_on_after(fault_server,
 # -- per-origin state is bounded -----------------------------------------------------------------
 
 def test_per_origin_state_is_bounded_and_an_open_breaker_is_kept(fault_server, make_session):
-    """2,000 origins touched once leave at most Origins.max_states states; the
-    breaker that is open survives and still fails fast."""
+    """2,000 origins touched once leave at most Registry.max_compartments
+    compartments (and a session's stats stay as small); the open breaker
+    survives and still fails fast."""
     session = make_session(threshold=1, attempts=1)
     fault_server.route("/down", status(503))
     session.get(fault_server.url("/down"))
     for i in range(2000):
         session.circuit_state(f"http://127.0.{i // 250}.{i % 250 + 1}:9/")
-    origins = session.stats()["origins"]
-    assert len(origins) <= session._pipeline.origins.max_states
+    assert len(rr.registry()) <= rr.Registry.max_compartments
+    assert len(session.stats()["origins"]) <= rr.Registry.max_compartments
     with pytest.raises(rr.CircuitOpenError):
         session.get(fault_server.url("/down"))
     assert fault_server.hits("/down") == 1

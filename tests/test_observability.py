@@ -171,6 +171,7 @@ def test_stats_count_per_origin(fault_server, make_session):
     assert mine == {
         "calls": 3, "successes": 2, "failures": 1, "retries": 2, "short_circuited": 1, "rejected": 0,
         "throttled": 0, "hedges": 0, "breaker_state": "open", "breaker_open_for": 30.0,
+        "bulkhead_in_use": 0, "bulkhead_capacity": 50, "policy": mine["policy"],
     }
     other = stats["origins"][refused.rsplit("/", 1)[0]]
     assert (other["calls"], other["failures"]) == (1, 1)
