@@ -206,3 +206,23 @@ def test_importing_the_library_imports_no_framework():
         "assert not loaded, loaded\n"
     )
     subprocess.run([sys.executable, "-W", "error", "-c", code], check=True, timeout=60)
+
+
+def test_the_compartment_collector_shows_each_dependency(fault_server, make_session):
+    """CompartmentCollector exports breaker state and bulkhead per compartment at scrape time."""
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from resilient_requests.contrib.prometheus import CompartmentCollector
+
+    registry = CollectorRegistry()
+    CompartmentCollector().register(registry)
+    session = make_session(threshold=1, attempts=1, slots=4)
+    fault_server.route("/down", status(503))
+    session.get(fault_server.url("/down"))
+    text = generate_latest(registry).decode()
+    origin = f"http://127.0.0.1:{fault_server.port}"
+    state = [line for line in text.splitlines()
+             if line.startswith("resilient_requests_compartment_breaker_state{") and origin in line]
+    assert len(state) == 1 and state[0].endswith(" 1.0")
+    assert any(line.startswith("resilient_requests_compartment_bulkhead_capacity{") and origin in line
+               and line.endswith(" 4.0") for line in text.splitlines())

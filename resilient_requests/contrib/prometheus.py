@@ -34,6 +34,18 @@ The metrics (``resilient_requests`` is the default ``namespace``):
 * ``short_circuited_total`` and the other counters match ``session.stats()``'s
   per-origin counters for the calls made while the listener was registered.
 
+:class:`CompartmentCollector` reads the process-wide registry of compartments at each
+scrape (``CompartmentCollector().register()``), one series per dependency and policy:
+
+==========================================================  ==============================
+``resilient_requests_compartment_breaker_state`` (gauge)    dependency, policy
+``resilient_requests_compartment_bulkhead_in_use`` (gauge)  dependency, policy
+``resilient_requests_compartment_bulkhead_capacity``        dependency, policy
+==========================================================  ==============================
+
+It needs no listener and shows every session's compartments, including the state a
+breaker already had before any listener was added.
+
 Listeners for the same registry and namespace share one set of metrics, so adding a
 ``PrometheusListener`` to several sessions (or building one per app in tests) never
 registers a name twice. A different ``buckets`` for an existing set, or a name that
@@ -45,6 +57,7 @@ import threading
 import weakref
 from typing import Any, Dict, Optional, Sequence, Set, Tuple
 
+from ..compartments import REGISTRY, Registry
 from ..events import (
     AttemptFailed,
     BreakerStateChanged,
@@ -59,10 +72,11 @@ from ._http import missing_extra
 try:
     import prometheus_client
     from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+    from prometheus_client.core import GaugeMetricFamily
 except ImportError as _error:
     raise missing_extra(__name__, "prometheus-client", "prometheus", _error) from _error
 
-__all__ = ["PrometheusListener", "BREAKER_STATES", "DEFAULT_BUCKETS"]
+__all__ = ["PrometheusListener", "CompartmentCollector", "BREAKER_STATES", "DEFAULT_BUCKETS"]
 
 #: The value of ``breaker_state`` for each breaker state.
 BREAKER_STATES: Dict[str, int] = {"closed": 0, "open": 1, "half_open": 2}
@@ -221,3 +235,40 @@ class PrometheusListener(Listener):
                 return
             self._seen.add(origin)
             self._metrics.breaker_state.labels(origin).set(value)
+
+
+class CompartmentCollector:
+    """A Prometheus collector of every compartment's breaker state and bulkhead,
+    read from ``compartments`` (default: the process-wide registry) at each scrape."""
+
+    def __init__(self, compartments: Optional[Registry] = None, namespace: str = "resilient_requests") -> None:
+        if not isinstance(namespace, str) or not namespace:
+            raise ValueError(f"namespace must be a non-empty str, got {namespace!r}")
+        self.compartments = REGISTRY if compartments is None else compartments
+        self.namespace = namespace
+
+    def register(self, registry: Optional[CollectorRegistry] = None) -> "CompartmentCollector":
+        """Register with ``registry`` (default ``prometheus_client.REGISTRY``); returns self."""
+        (prometheus_client.REGISTRY if registry is None else registry).register(self)
+        return self
+
+    def describe(self) -> Tuple[Any, ...]:
+        """No fixed series: the dependencies come and go (collected on each scrape)."""
+        return ()
+
+    def collect(self) -> Any:
+        """One gauge family per measure, a series per compartment."""
+        labels = ["dependency", "policy"]
+        name = f"{self.namespace}_compartment_"
+        state = GaugeMetricFamily(name + "breaker_state", "Breaker state: 0 closed, 1 open, 2 half-open.",
+                                  labels=labels)
+        in_use = GaugeMetricFamily(name + "bulkhead_in_use", "Bulkhead slots taken now.", labels=labels)
+        capacity = GaugeMetricFamily(name + "bulkhead_capacity", "Bulkhead slots in all.", labels=labels)
+        for compartment in self.compartments.compartments():
+            key = [compartment.origin, compartment.policy]
+            state.add_metric(key, BREAKER_STATES.get(compartment.breaker.state.value, 0))
+            in_use.add_metric(key, compartment.bulkhead.in_use)
+            capacity.add_metric(key, compartment.bulkhead.capacity)
+        yield state
+        yield in_use
+        yield capacity
