@@ -2,15 +2,17 @@
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
+import warnings
 
 import pytest
 
 import resilient_requests as rr
 from resilient_requests.testing import FaultServer, Hold, ok, status
 
-from .conftest import fast_config, wait_until
+from .conftest import NEEDS_REDIS, fast_config, wait_until
 
 
 def _fast_fail_count(call, times: int) -> int:
@@ -296,3 +298,50 @@ def test_bad_dependencies_name_the_field_and_value(dependencies, message):
     """A bad dependencies entry raises at construction, naming the key and the value."""
     with pytest.raises((TypeError, ValueError), match=message):
         rr.ClientConfig(dependencies=dependencies)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork()")
+@NEEDS_REDIS
+def test_two_processes_with_two_sessions_each_share_one_breaker_through_redis(fault_server, redis_server):
+    """Two forked processes, each calling through two sessions made per call,
+    share one breaker per dependency in Redis: the origin sees about
+    failure_threshold requests in all, the rest fail fast."""
+    fault_server.route("/down", status(503))
+    config = rr.ClientConfig(
+        retry=rr.RetryConfig(max_attempts=1),
+        circuit_breaker=rr.CircuitBreakerConfig(failure_threshold=3, recovery_timeout=30,
+                                                storage=redis_server.url, state_cache_ttl=0.0),
+    )
+
+    def child(write_end: int) -> None:
+        refused = 0
+        for i in range(20):
+            with rr.ResilientSession(config) as session:  # a session per call, two kinds alternating
+                try:
+                    session.get(fault_server.url("/down"), headers={"X-Session": str(i % 2)})
+                except rr.CircuitOpenError:
+                    refused += 1
+        os.write(write_end, str(refused).encode())
+
+    pids, reads = [], []
+    for _ in range(2):
+        read_end, write_end = os.pipe()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # fork() with threads: handled, see forking.py
+            pid = os.fork()
+        if pid == 0:
+            try:
+                os.close(read_end)
+                child(write_end)
+            finally:
+                os._exit(0)
+        os.close(write_end)
+        pids.append(pid)
+        reads.append(read_end)
+    refused = []
+    for pid, read_end in zip(pids, reads):
+        with os.fdopen(read_end) as pipe:
+            refused.append(int(pipe.read() or "-1"))
+        os.waitpid(pid, 0)
+    assert 3 <= fault_server.hits("/down") <= 3 + 2  # the threshold, plus a call in flight per process
+    assert sum(refused) == 40 - fault_server.hits("/down")
