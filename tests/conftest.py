@@ -20,6 +20,9 @@ from resilient_requests import (
     TimeoutConfig,
 )
 
+#: pytester runs small suites as a user's would (the plugin's fixtures in use).
+pytest_plugins = ["pytester"]
+
 
 def wait_until(condition: Callable[[], bool], limit: float = 10.0) -> None:
     """Poll ``condition`` (a server-side counter, say) every 5 ms until it holds;

@@ -53,3 +53,34 @@ def test_no_retries_fixture(fault_server, resilient_no_retries):
     with rr.ResilientSession(_slow_config()) as session:
         session.get(fault_server.url("/x"))
     assert fault_server.hits("/x") == 1
+
+
+def test_the_reset_fixture_ends_a_test_with_no_breaker_state(pytester):
+    """resilient_reset, autouse in a suite's conftest: an open breaker of one test
+    is gone in the next (run in a pytester sub-session, as a user's suite would)."""
+    pytester.makeconftest("""
+import pytest
+
+@pytest.fixture(autouse=True)
+def _fresh(resilient_reset):
+    yield
+""")
+    pytester.makepyfile("""
+import resilient_requests as rr
+from resilient_requests.testing import status
+
+CONFIG = rr.ClientConfig(retry=rr.RetryConfig(max_attempts=1),
+                         circuit_breaker=rr.CircuitBreakerConfig(failure_threshold=1))
+
+def test_first(fault_server):
+    fault_server.route("/x", status(503))
+    with rr.ResilientSession(CONFIG) as session:
+        session.get(fault_server.url("/x"))
+        assert session.circuit_state(fault_server.url("/")) is rr.CircuitState.OPEN
+    assert len(rr.registry()) == 1
+
+def test_second():
+    assert len(rr.registry()) == 0
+""")
+    result = pytester.runpytest_inprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=2)

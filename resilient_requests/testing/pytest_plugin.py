@@ -5,6 +5,7 @@ from typing import Iterator
 
 import pytest
 
+from ..api import reset
 from ..testmode import no_retries, no_waits
 from .server import FaultServer
 
@@ -28,3 +29,13 @@ def resilient_no_retries() -> Iterator[None]:
     """Every call makes one attempt during the test."""
     with no_retries():
         yield
+
+
+@pytest.fixture
+def resilient_reset() -> Iterator[None]:
+    """The process's breakers, bulkheads and budgets start and end the test
+    fresh (``resilient_requests.reset()``): no state passes between tests.
+    Make it autouse in your conftest.py to apply it to every test."""
+    reset()
+    yield
+    reset()
