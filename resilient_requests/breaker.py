@@ -16,6 +16,17 @@ holding a small lock of ours for a few dictionary operations and never across
 I/O; and leased half-open trial places, so a set number of callers probe a
 recovering origin while every other caller still fails fast. Only public
 pybreaker names are used.
+
+Listeners are told the state a transition really left, not the one pybreaker
+has cached. pybreaker reports its breaker object's cached state as the old
+one, and with shared storage that cache is stale whenever another process moved
+the breaker meanwhile: a process that opened the breaker, saw nothing while
+another closed it, and opens it again would report ``open -> open``. Each place
+that makes a transition knows what it left (a failure count opens only a
+closed breaker, a trial's verdict ends only a half-open one, a trial is
+admitted only into half-open, entered only from open), so that state is what
+the listeners get; and a change to the state a breaker was already in is
+never reported at all.
 """
 from __future__ import annotations
 
@@ -26,7 +37,7 @@ import threading
 import time
 from collections import deque
 from datetime import datetime, timezone
-from typing import Any, Deque, Dict, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Deque, Dict, Optional, Sequence, Tuple, Union
 
 import pybreaker
 
@@ -79,9 +90,12 @@ class LocalState(pybreaker.CircuitMemoryStorage):
         """Failed trials since the breaker last closed."""
         return self._reopens
 
-    def refusal(self, config: CircuitBreakerConfig) -> Optional[float]:
+    def refusal(self, config: CircuitBreakerConfig, lease: Optional[float] = None) -> Optional[float]:
         """``None`` if an attempt would be admitted now, else the seconds until
-        one would be (0.0 while half-open with every trial place taken)."""
+        one would be (0.0 while half-open with every trial place taken).
+        ``lease`` is the longest a trial may hold its place: a shared storage
+        uses it to spot a lease stamped by a clock ahead of its own (this
+        process's own leases are on the monotonic clock and cannot be)."""
         state = self.state
         if state == pybreaker.STATE_CLOSED:
             return None
@@ -238,7 +252,7 @@ class OriginBreaker:
         if self._storage.state == pybreaker.STATE_CLOSED:
             return
         with self._lock:
-            left = self._storage.refusal(self._config)
+            left = self._storage.refusal(self._config, self._lease)
         if left is not None:
             raise self._refusal(left)
 
@@ -265,13 +279,14 @@ class OriginBreaker:
                 return None  # closed meanwhile (by another process, with shared state)
             if not isinstance(claimed, str):
                 raise self._refusal(claimed)
+            # Half-open is entered only from open, whatever pybreaker has cached.
             if self._storage.state != pybreaker.STATE_HALF_OPEN:
-                self._breaker.half_open()  # notifies the listeners
+                self._move(pybreaker.STATE_OPEN, pybreaker.STATE_HALF_OPEN, self._breaker.half_open)
             else:
                 # Already half-open, or a shared storage turned half-open in the
                 # claim itself: reading pybreaker's ``state`` syncs its cached
                 # state and notifies the listeners if it changed.
-                self._breaker.state  # noqa: B018
+                self._move(pybreaker.STATE_OPEN, pybreaker.STATE_HALF_OPEN, lambda: self._breaker.state)
         self._deliver()
         return claimed
 
@@ -295,9 +310,20 @@ class OriginBreaker:
             with self._lock:
                 # Late results of calls admitted before the breaker opened are ignored.
                 if storage.state == pybreaker.STATE_CLOSED and storage.record_failure(self._breaker.fail_max):
-                    self._breaker.open()
+                    self._move(pybreaker.STATE_CLOSED, pybreaker.STATE_OPEN, self._breaker.open)
         if self._queued.changes:
             self._deliver()
+
+    def _move(self, was: str, into: str, transition: Callable[[], object]) -> None:
+        """Make a pybreaker transition into ``into`` (or sync its cached state),
+        telling the listeners it left ``was``: pybreaker would report its cached
+        state, stale if another process changed the shared state meanwhile.
+        Holding the lock."""
+        self._queued.move = (was, into)
+        try:
+            transition()
+        finally:
+            self._queued.move = None
 
     def _deliver(self) -> None:
         """Hand queued state changes to the listeners, oldest first, outside the lock."""
@@ -320,11 +346,11 @@ class OriginBreaker:
         with self._lock:
             verdict = self._storage.finish_trial(trial, failed, self._config)
             if verdict == "open":
-                self._breaker.open()
+                self._move(pybreaker.STATE_HALF_OPEN, pybreaker.STATE_OPEN, self._breaker.open)
             elif verdict == "close":
                 if self._window is not None:
                     self._window.clear()
-                self._breaker.close()
+                self._move(pybreaker.STATE_HALF_OPEN, pybreaker.STATE_CLOSED, self._breaker.close)
 
     def _record_in_window(self, failed: bool, duration: float) -> None:
         slow = self._slow_after is not None and duration > self._slow_after
@@ -335,23 +361,41 @@ class OriginBreaker:
                 return  # a late result of a call admitted before the breaker opened
             if window.add(failed, slow):
                 window.clear()
-                self._breaker.open()
+                self._move(pybreaker.STATE_CLOSED, pybreaker.STATE_OPEN, self._breaker.open)
 
     def is_open(self) -> bool:
         """Whether the next attempt would be refused right now."""
         if self._storage.state == pybreaker.STATE_CLOSED:
             return False
         with self._lock:
-            return self._storage.refusal(self._config) is not None
+            return self._storage.refusal(self._config, self._lease) is not None
+
+
+_STATE_CLASSES = {
+    pybreaker.STATE_CLOSED: pybreaker.CircuitClosedState,
+    pybreaker.STATE_OPEN: pybreaker.CircuitOpenState,
+    pybreaker.STATE_HALF_OPEN: pybreaker.CircuitHalfOpenState,
+}
 
 
 class _Queue(pybreaker.CircuitBreakerListener):
-    """pybreaker's listener: queues each state change for :meth:`OriginBreaker._deliver`."""
+    """pybreaker's listener: queues each state change for :meth:`OriginBreaker._deliver`,
+    with the old state :meth:`OriginBreaker._move` says was left, and none that is no change."""
 
     def __init__(self) -> None:
         self.changes: Deque[Tuple[Any, Any, Any]] = deque()
+        # (state left, state entered) of the transition OriginBreaker._move is
+        # making, under the breaker's lock; a change into another state (a
+        # sync that found the shared state moved on) keeps pybreaker's old state.
+        self.move: Optional[Tuple[str, str]] = None
 
     def state_change(self, cb: pybreaker.CircuitBreaker, old_state: Any, new_state: Any) -> None:
+        move = self.move
+        if move is not None and move[1] == new_state.name and (old_state is None or old_state.name != move[0]):
+            # Made without notify: a plain state object, no counters reset, no listeners called.
+            old_state = _STATE_CLASSES[move[0]](cb, None)
+        if old_state is not None and old_state.name == new_state.name:
+            return  # not a change
         self.changes.append((cb, old_state, new_state))
 
 

@@ -29,7 +29,9 @@ def _config(redis_url: str, threshold: int = 2, recovery: float = 30.0, **fields
 def test_sessions_naming_one_storage_share_one_breaker(fault_server, redis_server):
     """Failures seen by one session open the breaker for another; nothing more is sent."""
     fault_server.route("/x", status(503))
-    with rr.ResilientSession(_config(redis_server.url)) as a, rr.ResilientSession(_config(redis_server.url)) as b:
+    # Private registries: the two sessions share state only through Redis, as two processes do.
+    with rr.ResilientSession(_config(redis_server.url), isolated=True) as a, \
+            rr.ResilientSession(_config(redis_server.url), isolated=True) as b:
         a.get(fault_server.url("/x"))
         b.get(fault_server.url("/x"))
         with pytest.raises(rr.CircuitOpenError):
@@ -94,7 +96,7 @@ def test_redis_down_falls_back_to_local_state_and_comes_back(fault_server, redis
     fault_server.route("/ok", ok())
     fault_server.route("/bad", status(503))
     config = _config(redis_server.url, threshold=2, storage_retry=0.2)
-    with rr.ResilientSession(config) as a, rr.ResilientSession(config) as b:
+    with rr.ResilientSession(config, isolated=True) as a, rr.ResilientSession(config, isolated=True) as b:
         assert a.get(fault_server.url("/ok")).status_code == 200
         redis_server.stop()
         started = time.monotonic()
