@@ -29,11 +29,19 @@ if MODE not in ("patched", "plain"):
 # --- 1. the swap ------------------------------------------------------------
 # requests.get() and friends build ``sessions.Session()`` (a global lookup in
 # requests.sessions), so patching the module attribute covers them too. Each
-# such call gets a fresh ResilientSession, hence fresh breakers.
+# such call gets a fresh ResilientSession; breakers live per dependency in the
+# process, so each test starts with none, as we tell users to do in their own
+# suites (the resilient_reset fixture).
 if MODE == "patched":
     import resilient_requests
 
     requests.Session = requests.sessions.Session = resilient_requests.ResilientSession
+
+    @pytest.fixture(autouse=True)
+    def _fresh_resilience_state():
+        resilient_requests.reset()
+        yield
+        resilient_requests.reset()
 
 
 # --- 2. the loopback guard ----------------------------------------------------
