@@ -5,8 +5,10 @@ read timeout arrives as ``requests.ConnectionError`` wrapping
 ``MaxRetryError(ReadTimeoutError)``, and so does a read timeout while the body
 downloads; a timeout while *sending* arrives as
 ``ConnectionError(ProtocolError(..., TimeoutError))``; ``ChunkedEncodingError``
-is neither a connection error nor a timeout; ``ConnectTimeout`` is both; and
-urllib3's ``EmptyPoolError`` is not a requests exception at all.
+is neither a connection error nor a timeout; ``ConnectTimeout`` is both;
+urllib3's ``EmptyPoolError`` is not a requests exception at all; and through a
+proxy, a connection reset after the request went out arrives as
+``ProxyError("Unable to connect to proxy")``, like a proxy that refused to connect.
 
 :data:`RULES` answers, for each, the questions every other layer asks:
 
@@ -27,7 +29,7 @@ import enum
 import socket
 import ssl
 from dataclasses import dataclass
-from typing import Callable, Iterator, List, Optional, Tuple, Type
+from typing import Callable, Iterator, List, Optional, Tuple, Type, Union
 
 import requests
 from urllib3 import exceptions as u3
@@ -101,6 +103,27 @@ def _both(first: Callable[[BaseException], bool], second: Callable[[BaseExceptio
     return match
 
 
+def _tunnel_refused(exc: BaseException) -> bool:
+    """http.client's ``_tunnel`` raises a bare ``OSError`` when the proxy answers
+    the CONNECT with anything but 200; no errno, only this message."""
+    return type(exc) is OSError and str(exc).startswith("Tunnel connection failed:")
+
+
+def _proxy_failed(why: Union[type, Callable[[BaseException], bool]]) -> Callable[[BaseException], bool]:
+    """requests' ``ProxyError`` whose urllib3 ``ProxyError`` wraps an error that
+    is a ``why`` (a class), or for which ``why`` (a function) holds. Only the
+    error urllib3 wrapped is looked at, not everything in the chain."""
+    test: Callable[[BaseException], bool] = (
+        (lambda error: isinstance(error, why)) if isinstance(why, type) else why)
+
+    def match(exc: BaseException) -> bool:
+        return isinstance(exc, requests.exceptions.ProxyError) and any(
+            isinstance(c, u3.ProxyError) and test(c.original_error) for c in causes(exc))
+
+    match.__qualname__ = f"is ProxyError from {getattr(why, '__name__', why)}"
+    return match
+
+
 _NEVER, _IDEM, _ALWAYS = RetryWhen.NEVER, RetryWhen.IDEMPOTENT, RetryWhen.ALWAYS
 _CONN, _TIME, _POOL = ours.ConnectionError, ours.TimeoutError, ours.PoolTimeoutError
 _SOCKET_TIMEOUT = (socket.timeout, TimeoutError, u3.TimeoutError)
@@ -117,7 +140,23 @@ RULES: Tuple[Tuple[Callable[[BaseException], bool], Verdict], ...] = (
      Verdict("certificate error", False, _NEVER, False, (_CONN,))),
     # Other TLS failures may strike mid-response, after the request went out.
     (_top(requests.exceptions.SSLError), Verdict("TLS error", True, _IDEM, True, (_CONN,))),
-    (_top(requests.exceptions.ProxyError), Verdict("proxy error", False, _ALWAYS, True, (_CONN,))),
+    # Through a proxy, urllib3 says "Unable to connect to proxy" (requests' ProxyError)
+    # for any failure on a connection that is closed by then, and http.client closes
+    # it when the reply fails: a reset or close *after* the request went out through
+    # the proxy looks the same. Only these causes prove nothing was sent:
+    # the proxy could not be reached (connection refused, its name did not resolve),
+    (_proxy_failed(u3.NewConnectionError),
+     Verdict("proxy unreachable", False, _ALWAYS, True, (_CONN,))),
+    # the proxy did not accept the connection in time,
+    (_proxy_failed(u3.ConnectTimeoutError),
+     Verdict("proxy connect timeout", False, _ALWAYS, True, (_TIME, _CONN))),
+    # or the proxy answered the CONNECT with an error status (407, 502, ...): http.client's
+    # _tunnel raises before the tunnel carries a byte of the request.
+    (_proxy_failed(_tunnel_refused),
+     Verdict("tunnel refused", False, _ALWAYS, True, (_CONN,))),
+    # Anything else through the proxy (reset, closed or disconnected after sending, a TLS
+    # failure to the proxy, ...) may have struck after the request went out.
+    (_top(requests.exceptions.ProxyError), Verdict("proxy error", True, _IDEM, True, (_CONN,))),
     (_top(requests.ConnectTimeout), Verdict("connect timeout", False, _ALWAYS, True, (_TIME, _CONN))),
     (_any(u3.NameResolutionError), Verdict("name resolution failed", False, _ALWAYS, True, (_CONN,))),
     (_any(u3.NewConnectionError), Verdict("connection refused", False, _ALWAYS, True, (_CONN,))),

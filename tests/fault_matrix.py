@@ -1,12 +1,13 @@
 """The fault matrix: each fault × method × raise_for_status → what the caller gets,
-how many requests the server received, and the time bound.
+how many requests the server received, and the time bound; and the same faults
+played behind a forwarding HTTP proxy (``resilient_requests.testing.ForwardProxy``).
 
 ``python -m tests.fault_matrix`` prints the table the README shows; a test
 checks that the README holds exactly this table.
 """
 from __future__ import annotations
 
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 from resilient_requests.testing import Fault, Hang, Reset, Trickle, Truncate, ok, status
 
@@ -32,12 +33,35 @@ FAULTS: Dict[str, Tuple[Fault | None, str, Dict[str, int]]] = {  # type: ignore[
     "refused (port closed)": (None, "ConnectionError", {method: 0 for method in METHODS}),
 }
 
-_RAISED_FOR_STATUS = {"503": "ServerError", "429": "ClientError"}
+#: Method kinds also played through the proxy.
+PROXY_METHODS = ("GET", "POST", "POST+key")
+
+#: Through the proxy, where it differs from FAULTS: name → (outcome, requests the
+#: origin received per method kind), or None for a fault not played through the proxy.
+#: Everything else plays out as without it. Notably a reset reaches the caller as
+#: requests' ProxyError ("Unable to connect to proxy"), yet the proxy had delivered
+#: the request: a plain POST is still sent once.
+THROUGH_PROXY: Dict[str, Optional[Tuple[str, Dict[str, int]]]] = {
+    # The proxy cannot reach the closed port and answers 502 itself: a response,
+    # retried like any 502 for idempotent requests; the origin sees nothing.
+    "refused (port closed)": ("502", {method: 0 for method in METHODS}),
+    # Not played: a deadline cannot cut a connection through a proxy short (requests'
+    # proxy pools use urllib3's connection classes, not the adapter's), so the
+    # trickle would run its full 10 s before DeadlineExceededError.
+    "trickle 1 byte / 50 ms": None,
+}
+
+_RAISED_FOR_STATUS = {"503": "ServerError", "502": "ServerError", "429": "ClientError"}
 
 
-def expected(fault: str, method: str, raise_for_status: bool) -> Tuple[str, int]:
-    """The outcome and the number of requests the server received for one cell."""
+def expected(fault: str, method: str, raise_for_status: bool, proxied: bool = False) -> Tuple[str, int]:
+    """The outcome and the number of requests the server received for one cell
+    (``proxied``: played through the proxy)."""
     _, outcome, hits = FAULTS[fault]
+    if proxied and fault in THROUGH_PROXY:
+        differs = THROUGH_PROXY[fault]
+        assert differs is not None, f"{fault!r} is not played through the proxy"
+        outcome, hits = differs
     if raise_for_status:
         outcome = _RAISED_FOR_STATUS.get(outcome, outcome)
     return outcome, hits[method]
@@ -68,17 +92,34 @@ def cells() -> List[Tuple[str, str, bool]]:
     return [(f, m, r) for f in FAULTS for m in METHODS for r in (False, True)]
 
 
+def proxy_cells() -> List[Tuple[str, str, bool]]:
+    """The combinations played through the proxy."""
+    return [(f, m, r) for f in FAULTS if THROUGH_PROXY.get(f, ()) is not None
+            for m in PROXY_METHODS for r in (False, True)]
+
+
+def _through_proxy(fault: str) -> str:
+    if THROUGH_PROXY.get(fault, ()) is None:
+        return "not played (a deadline cannot cut a proxied connection yet)"
+    cells = [expected(fault, method, False, proxied=True) for method in PROXY_METHODS]
+    if cells == [expected(fault, method, False) for method in PROXY_METHODS]:
+        return "same"
+    return " / ".join(f"{outcome} ×{hits}" for outcome, hits in cells)
+
+
 def markdown_table() -> str:
     """The matrix as the README shows it: one row per fault, cells 'outcome ×requests'."""
-    head = "| fault | " + " | ".join(METHODS) + " | with `raise_for_status=True` |"
-    lines = [head, "|" + "---|" * (len(METHODS) + 2)]
+    head = ("| fault | " + " | ".join(METHODS) + " | with `raise_for_status=True` | through a proxy ("
+            + " / ".join(PROXY_METHODS) + ") |")
+    lines = [head, "|" + "---|" * (len(METHODS) + 3)]
     for fault in FAULTS:
         row = []
         for method in METHODS:
             outcome, hits = expected(fault, method, False)
             row.append(f"{outcome} ×{hits}")
         raised = expected(fault, "GET", True)[0]
-        lines.append(f"| {fault} | " + " | ".join(row) + f" | {raised if raised != FAULTS[fault][1] else 'same'} |")
+        lines.append(f"| {fault} | " + " | ".join(row) + f" | {raised if raised != FAULTS[fault][1] else 'same'}"
+                     + f" | {_through_proxy(fault)} |")
     return "\n".join(lines)
 
 
