@@ -45,10 +45,6 @@ THROUGH_PROXY: Dict[str, Optional[Tuple[str, Dict[str, int]]]] = {
     # The proxy cannot reach the closed port and answers 502 itself: a response,
     # retried like any 502 for idempotent requests; the origin sees nothing.
     "refused (port closed)": ("502", {method: 0 for method in METHODS}),
-    # Not played: a deadline cannot cut a connection through a proxy short (requests'
-    # proxy pools use urllib3's connection classes, not the adapter's), so the
-    # trickle would run its full 10 s before DeadlineExceededError.
-    "trickle 1 byte / 50 ms": None,
 }
 
 _RAISED_FOR_STATUS = {"503": "ServerError", "502": "ServerError", "429": "ClientError"}

@@ -10,6 +10,7 @@ import http.client
 import socket
 import ssl
 import threading
+import time
 from typing import Any, Callable, Dict, Iterator, List
 
 import pytest
@@ -19,7 +20,7 @@ import urllib3
 
 import resilient_requests as rr
 from resilient_requests.errors import RetryWhen, causes, classify
-from resilient_requests.testing import FaultServer, ForwardProxy, Reset, ok, refused_url
+from resilient_requests.testing import FaultServer, ForwardProxy, Reset, Trickle, ok, refused_url
 
 from .conftest import fast_config
 
@@ -311,3 +312,19 @@ def test_stop_ends_every_thread_and_connection(tls_origin):
             proxy.stop()
             assert client.recv(64) == b""  # the tunnel was shut down
     assert not [t for t in threading.enumerate() if t.name.startswith(name)]
+
+
+@pytest.mark.parametrize("scheme", ["http", "https"])
+def test_the_deadline_ends_a_trickling_reply_through_a_proxy(fault_server, tls_origin, make_proxy, make_session,
+                                                            ca_file, scheme):
+    """Through a forwarding proxy or a CONNECT tunnel, the call's deadline still
+    ends a reply that trickles one byte every 50 ms."""
+    origin = fault_server if scheme == "http" else tls_origin
+    origin.route("/slow", Trickle(chunk=b"x", every=0.05, count=100))  # 5 s
+    proxy = make_proxy("forward")
+    session = make_session(attempts=1)
+    started = time.monotonic()
+    with pytest.raises(rr.DeadlineExceededError):
+        session.get(origin.url("/slow"), deadline=0.5, proxies={scheme: proxy.url},
+                    verify=ca_file if scheme == "https" else True)
+    assert time.monotonic() - started < 2.0
