@@ -34,6 +34,8 @@ SECTIONS = {
     if f.default_factory is not dataclasses.MISSING and dataclasses.is_dataclass(f.default_factory())
 }
 _TOP = {f.name: f for f in dataclasses.fields(ClientConfig) if f.name not in SECTIONS}
+#: Names after the prefix that belong to the environment, not to a ClientConfig.
+NOT_CONFIG = frozenset({"WORKER_THREADS"})
 _TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}
 
 
@@ -136,23 +138,27 @@ def overridden(config: ClientConfig, data: Mapping[str, Any], where: str) -> Cli
     return _apply(config, values, where, strings=False)
 
 
-def from_env(prefix: str = "RESILIENT_REQUESTS_", environ: Optional[Mapping[str, Any]] = None) -> ClientConfig:
+def from_env(prefix: str = "RESILIENT_REQUESTS_", environ: Optional[Mapping[str, Any]] = None,
+             default_preset: str = "default") -> ClientConfig:
     """A config from variables named ``PREFIX`` + ``PRESET``, ``FIELD`` or
     ``SECTION__FIELD`` in ``environ`` (default ``os.environ``; Flask's
-    ``app.config`` works too). Values may be strings or already typed."""
+    ``app.config`` works too). Values may be strings or already typed.
+    Without a ``PRESET``, ``default_preset`` is the base."""
     environ = os.environ if environ is None else environ
     values: Dict[str, Any] = {}
     names: Dict[str, str] = {}
     for variable, value in environ.items():
         if not isinstance(variable, str) or not variable.startswith(prefix):
             continue
+        if variable[len(prefix):] in NOT_CONFIG:
+            continue  # read by the web integrations, not a ClientConfig field
         section, _, field = variable[len(prefix):].lower().partition("__")
         if field:
             values.setdefault(section, {})[field] = value
         else:
             values[section] = value
         names[section] = variable
-    base = values.pop("preset", "default")
+    base = values.pop("preset", default_preset)
     try:
         config = _checked(lambda: preset(base, values.pop("base_url", None)), prefix + "preset", base)
         return _apply(config, values, prefix, strings=True)

@@ -6,6 +6,7 @@
 | high_latency      | 30 / 120 / 60 / 15        | 900     | 5, 2 / 300, 2.0                 | 10, 120 | 20, 60   |
 | fast_microservice | 2 / 5 / 5 / 1             | 15      | 2, 0.5 / 10, 2.0                | 3, 10   | 100, 5   |
 | batch_processing  | 10 / 300 / 120 / 30       | 1800    | 10, 5 / 600, 1.5                | 15, 180 | 5, 120   |
+| web               | 1 / 2 / 2 / 1             | 4       | 2, 0.05 / 0.5, 2.0              | 5, 5    | 4, 0.05  |
 """
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ __all__ = [
     "get_high_latency_config",
     "get_fast_microservice_config",
     "get_batch_processing_config",
+    "get_web_config",
     "preset",
     "PRESET_NAMES",
 ]
@@ -71,11 +73,42 @@ def get_batch_processing_config(base_url: Optional[str] = None) -> ClientConfig:
     )
 
 
+def get_web_config(base_url: Optional[str] = None) -> ClientConfig:
+    """Request/response views on threaded workers (Django, Flask; gunicorn
+    gthread, uWSGI, waitress), where every second a dependency holds a thread
+    is a second that thread serves nobody.
+
+    - ``total=4`` s, ``read=2`` s, ``connect=1`` s: a view answers in seconds or
+      not at all. Microsoft's standard resilience handler bounds a whole
+      request/response exchange at 30 s with 10 s per attempt; a view that
+      calls a dependency has to answer its own client well within that.
+    - two attempts, 50-500 ms apart: a retry that fits inside the deadline.
+    - the breaker opens after 5 consecutive failed attempts (one random 5xx in
+      ten almost never makes five in a row) and stays open 5 s, also after a
+      failed trial (no growth: a dependency that is back is refused for at most
+      5 s, not the 30 s of the default preset or a period grown during a long
+      outage); a trial every 5 s holds one thread for at most the 4 s deadline.
+    - 4 slots per dependency, waited for at most 50 ms: half of an 8-thread
+      worker, so a hung dependency leaves the other half free (Resilience4j's
+      semaphore bulkhead waits 0 by default; a short wait keeps a healthy but
+      busy dependency from refusing calls). The Flask extension and the Django
+      integration size it to half the worker's threads when they can tell.
+    """
+    return ClientConfig(
+        base_url=base_url,
+        timeout=TimeoutConfig(connect=1.0, read=2.0, write=2.0, pool=1.0, total=4.0),
+        retry=RetryConfig(max_attempts=2, min_wait=0.05, max_wait=0.5, multiplier=2.0),
+        circuit_breaker=CircuitBreakerConfig(failure_threshold=5, recovery_timeout=5.0),
+        bulkhead=BulkheadConfig(max_concurrency=4, acquisition_timeout=0.05),
+    )
+
+
 _PRESETS: Dict[str, Callable[[Optional[str]], ClientConfig]] = {
     "default": get_default_config,
     "high_latency": get_high_latency_config,
     "fast_microservice": get_fast_microservice_config,
     "batch_processing": get_batch_processing_config,
+    "web": get_web_config,
 }
 
 #: The names :func:`preset` accepts.

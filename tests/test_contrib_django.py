@@ -125,11 +125,13 @@ def test_unknown_name_is_a_clear_error(two_clients):
         get_session("billing")
 
 
-def test_missing_setting_is_a_clear_error(configure):
-    """With no RESILIENT_REQUESTS at all, the error says what to add."""
+def test_without_the_setting_the_default_client_is_the_web_preset(configure):
+    """With no RESILIENT_REQUESTS at all, get_session() is a web-preset session;
+    any other name is still an error that says what to add."""
     configure(None)
+    assert get_session().config.timeout == rr.preset("web").timeout
     with pytest.raises(ImproperlyConfigured, match=r"configured: none.*RESILIENT_REQUESTS = "):
-        get_session()
+        get_session("payments")
 
 
 def test_bad_configuration_names_the_key(fault_server, configure):

@@ -59,8 +59,8 @@ def test_default_preset_is_the_default_config():
 
 
 def test_preset_names():
-    """PRESET_NAMES lists the four presets preset() accepts."""
-    assert PRESET_NAMES == ("default", "high_latency", "fast_microservice", "batch_processing")
+    """PRESET_NAMES lists the five presets preset() accepts."""
+    assert PRESET_NAMES == ("default", "high_latency", "fast_microservice", "batch_processing", "web")
 
 
 @pytest.mark.parametrize("name", FACTORIES)

@@ -24,8 +24,13 @@ a view::
         return JsonResponse(status)
 
 Each value of ``RESILIENT_REQUESTS`` has the layout of ``ClientConfig.from_dict``: an
-optional ``"preset"``, top-level fields, and one dict per section. A bad key or value,
-or an unknown name, raises ``ImproperlyConfigured`` naming it, on first use.
+optional ``"preset"`` (``"web"`` if none is named), top-level fields, and one dict
+per section. ``get_session()`` works without the setting: the ``"default"`` client
+is then the ``web`` preset. Without a bulkhead of its own, a client's bulkhead is
+sized to half of the worker's threads where the server says how many it has
+(gunicorn, uWSGI, waitress' runner; or ``settings.RESILIENT_REQUESTS_WORKER_THREADS``);
+a configured bulkhead that is not below them gets one warning in the log. A bad key
+or value, or an unknown name, raises ``ImproperlyConfigured`` naming it, on first use.
 
 :func:`get_session` builds each named session once per process, on first use, and every
 thread shares it (that is what makes its breakers and bulkhead work). When a test
@@ -40,6 +45,7 @@ unavailable", "reason": "circuit_open" | "pool_timeout", "retry_after": N}``.
 """
 from __future__ import annotations
 
+import logging
 import threading
 from typing import Any, Callable, Dict, Mapping, Optional
 
@@ -47,6 +53,7 @@ from ..config import ClientConfig
 from ..config_sources import from_dict
 from ..session import ResilientSession
 from ._http import missing_extra, unavailable
+from ._server import VARIABLE, fit_to_worker, worker_threads
 
 try:
     from django.conf import settings
@@ -82,6 +89,8 @@ def _clients() -> Mapping[str, Any]:
 def _config(name: str) -> ClientConfig:
     """The configuration of client ``name`` from settings."""
     clients = _clients()
+    if name == "default" and name not in clients:
+        clients = {"default": {}}  # no configuration: the web preset
     if name not in clients:
         known = ", ".join(repr(key) for key in clients) or "none"
         raise ImproperlyConfigured(
@@ -93,9 +102,12 @@ def _config(name: str) -> ClientConfig:
     if not isinstance(data, Mapping):
         raise ImproperlyConfigured(f"{where} must be a dict in ClientConfig.from_dict layout, got {data!r}")
     try:
-        return from_dict(data, where=f"{where}.")
+        config = from_dict({"preset": "web", **data}, where=f"{where}.")
+        threads = worker_threads(getattr(settings, VARIABLE, None))
     except (TypeError, ValueError) as error:
         raise ImproperlyConfigured(str(error)) from error
+    size = "preset" not in data and "max_concurrency" not in data.get("bulkhead", {})
+    return fit_to_worker(config, threads, size=size, log=logging.getLogger(config.logging.logger_name))
 
 
 def get_session(name: str = "default") -> ResilientSession:

@@ -16,6 +16,12 @@ per app, built from ``app.config``, and ``503`` answers when an upstream is unav
     def checkout(order_id):
         return jsonify(current_session.get(f"/orders/{order_id}/status").json())
 
+With no configuration at all the session uses the ``web`` preset (a few seconds'
+deadline, a short recovery, a bulkhead per dependency that waits 50 ms), its
+bulkhead sized to half of the worker's threads where the server says how many it
+has (gunicorn, uWSGI, waitress' runner; or ``RESILIENT_REQUESTS_WORKER_THREADS``);
+a bulkhead you configure that is not below them gets one warning in the log.
+
 The keys are those of ``ClientConfig.from_env`` (``RESILIENT_REQUESTS_PRESET``,
 ``RESILIENT_REQUESTS_<FIELD>``, ``RESILIENT_REQUESTS_<SECTION>__<FIELD>``), typed
 values or strings; ``app.config.from_prefixed_env()`` brings them in from the
@@ -36,12 +42,15 @@ breaker's time left until its trial call, or 1 for a full bulkhead) and a JSON b
 """
 from __future__ import annotations
 
+import logging
 import weakref
 from typing import Any, Optional
 
 from ..config import ClientConfig
+from ..config_sources import from_env
 from ..session import ResilientSession
 from ._http import UNAVAILABLE, missing_extra, unavailable
+from ._server import VARIABLE, fit_to_worker, worker_threads
 
 try:
     import flask
@@ -86,7 +95,15 @@ class ResilientRequests:
                 f"ResilientRequests is already initialised on app {app.name!r}; "
                 f"use get_session(app) to reach its session"
             )
-        config = self.config if self.config is not None else ClientConfig.from_env(self.prefix, app.config)
+        if self.config is not None:
+            config = self.config
+            size = False
+        else:
+            config = from_env(self.prefix, app.config, default_preset="web")
+            size = not any(key.startswith((self.prefix + "PRESET", self.prefix + "BULKHEAD__MAX_CONCURRENCY"))
+                           for key in app.config)
+        threads = worker_threads(app.config.get(VARIABLE))
+        config = fit_to_worker(config, threads, size=size, log=logging.getLogger(config.logging.logger_name))
         session = ResilientSession(config)
         app.extensions[EXTENSION_KEY] = session
         # Close the session with the app (or at interpreter exit), not per request.
