@@ -60,6 +60,7 @@ from .config import (
     DependencyConfig,
     HedgeConfig,
     LoggingConfig,
+    RateLimitConfig,
     RetryConfig,
     ThrottleConfig,
     TimeoutConfig,
@@ -82,6 +83,7 @@ from .exceptions import (
     DeadlineExceededError,
     NotFoundError,
     PoolTimeoutError,
+    RateLimitedError,
     ServerError,
     ThrottledError,
     TimeoutError,
@@ -91,6 +93,7 @@ from .presets import (
     get_default_config,
     get_fast_microservice_config,
     get_high_latency_config,
+    get_web_config,
     preset,
 )
 from .session import ResilientSession, create_resilient_client
@@ -112,7 +115,8 @@ __all__ = [
     "options", "patch", "post", "preset", "put", "request", "session",
     "Listener", "RetryScheduled", "AttemptFailed", "BreakerStateChanged", "CallShortCircuited",
     "BulkheadRejected", "CallFinished",
-    "Compartment", "DependencyConfig", "Registry", "registry", "reset",
+    "Compartment", "DependencyConfig", "Registry", "registry", "reset", "RateLimitConfig", "RateLimitedError",
+    "get_web_config",
     "codes", "Request", "Response", "PreparedRequest", "RequestException", "HTTPError", "Timeout",
     "ConnectTimeout", "ReadTimeout", "TooManyRedirects", "URLRequired", "JSONDecodeError",
 ]

@@ -37,6 +37,8 @@ code  meaning
       (``CircuitOpenError``)
 8     bulkhead full, or no pooled connection in time; nothing was sent
       (``PoolTimeoutError``)
+9     rate limited: no permit of the dependency's rate limit in time, or it is
+      paused after a 429; nothing was sent (``RateLimitedError``)
 130   interrupted (Ctrl-C)
 ====  ==============================================================================
 """
@@ -70,6 +72,7 @@ from .exceptions import (
     ClientError,
     ConnectionError,
     PoolTimeoutError,
+    RateLimitedError,
     ServerError,
     TimeoutError,
     error_for_status,
@@ -92,6 +95,7 @@ EXIT_TIMEOUT = 5
 EXIT_CONNECTION = 6
 EXIT_CIRCUIT_OPEN = 7
 EXIT_BULKHEAD_FULL = 8
+EXIT_RATE_LIMITED = 9
 EXIT_INTERRUPTED = 130
 
 #: Every exit status and what it means (the table in ``--help``).
@@ -105,6 +109,7 @@ EXIT_CODES: Tuple[Tuple[int, str], ...] = (
     (EXIT_CONNECTION, "connection error: refused, reset, DNS, TLS"),
     (EXIT_CIRCUIT_OPEN, "circuit open: the origin's breaker refused the call, nothing sent"),
     (EXIT_BULKHEAD_FULL, "bulkhead full / no pooled connection in time, nothing sent"),
+    (EXIT_RATE_LIMITED, "rate limited: no permit in time or paused after a 429, nothing sent"),
     (EXIT_INTERRUPTED, "interrupted (Ctrl-C)"),
 )
 
@@ -112,6 +117,7 @@ EXIT_CODES: Tuple[Tuple[int, str], ...] = (
 #: ``ConnectionError``, and a connect timeout is raised as both a ``TimeoutError``
 #: and a ``ConnectionError`` (see :mod:`resilient_requests.errors`).
 _EXIT_FOR: Tuple[Tuple[Type[BaseException], int], ...] = (
+    (RateLimitedError, EXIT_RATE_LIMITED),
     (CircuitOpenError, EXIT_CIRCUIT_OPEN),
     (PoolTimeoutError, EXIT_BULKHEAD_FULL),
     (TimeoutError, EXIT_TIMEOUT),
@@ -127,7 +133,7 @@ _EXIT_FOR: Tuple[Tuple[Type[BaseException], int], ...] = (
 )
 
 _KIND = {
-    EXIT_CIRCUIT_OPEN: "circuit open", EXIT_BULKHEAD_FULL: "bulkhead full", EXIT_TIMEOUT: "timeout",
+    EXIT_CIRCUIT_OPEN: "circuit open", EXIT_BULKHEAD_FULL: "bulkhead full", EXIT_RATE_LIMITED: "rate limited", EXIT_TIMEOUT: "timeout",
     EXIT_CONNECTION: "connection error", EXIT_HTTP_CLIENT: "HTTP client error",
     EXIT_HTTP_SERVER: "HTTP server error", EXIT_USAGE: "usage error", EXIT_OTHER: "error",
 }

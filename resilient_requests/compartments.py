@@ -1,7 +1,7 @@
 """Compartments: what the calls to one dependency share, process-wide.
 
 A :class:`Compartment` holds one dependency's circuit breaker, bulkhead, retry
-budget, adaptive throttle, latency window and counters. A dependency is an
+budget, adaptive throttle, rate limiter, latency window and counters. A dependency is an
 origin (``scheme://host:port``) or a name for a group of origins
 (:attr:`ClientConfig.dependencies <resilient_requests.ClientConfig>`).
 
@@ -14,8 +14,8 @@ the same policy, and so does the module-level API. One slow dependency fills
 its own bulkhead, never another's.
 
 *Same policy* means the same settings a compartment's state is built from
-(:func:`policy_key`): the ``circuit_breaker``, ``bulkhead``, ``throttle`` and
-``hedge`` sections and retry's budget fields. Timeouts and attempts are not
+(:func:`policy_key`): the ``circuit_breaker``, ``bulkhead``, ``throttle``,
+``hedge`` and ``rate_limit`` sections and retry's budget fields. Timeouts and attempts are not
 part of it: they shape one call, not the shared state (a half-open trial's
 lease, which the timeouts imply when ``trial_timeout`` is unset, is that of the
 session that made the compartment). Sessions that give one dependency different policies get
@@ -39,7 +39,7 @@ import threading
 import time
 import weakref
 from dataclasses import asdict, is_dataclass
-from typing import Any, Dict, Iterator, List, Optional, Set, Tuple
+from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Optional, Set, Tuple
 
 from . import forking
 from .breaker import BreakerEvents, LocalState, OriginBreaker, TransitionLog
@@ -48,12 +48,17 @@ from .bulkhead import Bulkhead
 from .config import ClientConfig
 from .events import Events
 from .latency import LatencyWindow
+from .ratelimit import RateLimiter
 from .throttle import AdaptiveThrottle
+
+if TYPE_CHECKING:
+    from .shared_limit import SharedLimit
 
 __all__ = ["Compartment", "Registry", "REGISTRY", "COUNTERS", "policy_key", "breaker_key"]
 
 #: The counters of :meth:`Compartment.snapshot`, in order.
-COUNTERS = ("calls", "successes", "failures", "retries", "short_circuited", "rejected", "throttled", "hedges")
+COUNTERS = ("calls", "successes", "failures", "retries", "short_circuited", "rejected", "throttled", "hedges",
+            "rate_limited")
 
 
 def _lease(config: ClientConfig) -> float:
@@ -95,7 +100,7 @@ def policy_key(config: ClientConfig) -> str:
     retry = config.retry
     return _digest({
         "breaker": config.circuit_breaker, "bulkhead": config.bulkhead,
-        "throttle": config.throttle, "hedge": config.hedge,
+        "throttle": config.throttle, "hedge": config.hedge, "rate_limit": config.rate_limit,
         "budget": [retry.budget_ratio, retry.budget_floor, retry.budget_window],
     })
 
@@ -137,10 +142,10 @@ class Compartment:
     (an origin, or a group's name) in events, logs and ``stats()``."""
 
     __slots__ = ("origin", "policy", "config", "breaker", "bulkhead", "budget", "throttle", "latency",
-                 "audience", "used", "live", "_counts", "_lock")
+                 "limiter", "audience", "used", "live", "_counts", "_lock")
 
     def __init__(self, dependency: str, policy: str, config: ClientConfig, logger: logging.Logger,
-                 storage: Optional[LocalState] = None) -> None:
+                 storage: Optional[LocalState] = None, shared_limit: Optional["SharedLimit"] = None) -> None:
         self.origin = dependency
         self.policy = policy
         self.config = config
@@ -158,6 +163,7 @@ class Compartment:
         # kept only to hedge at a latency percentile
         self.latency = LatencyWindow(hedge.percentile, hedge.min_samples) \
             if hedge.enabled and hedge.delay is None else None
+        self.limiter = RateLimiter(config.rate_limit, shared_limit) if config.rate_limit.enabled else None
         self.used = time.monotonic()  # last looked up: the least recently used idle ones go first
         self.live = True  # False once the registry forgot it: sessions look it up again
         self._counts = dict.fromkeys(COUNTERS, 0)
@@ -179,6 +185,8 @@ class Compartment:
         counts["bulkhead_in_use"] = self.bulkhead.in_use
         counts["bulkhead_capacity"] = self.bulkhead.capacity
         counts["policy"] = self.policy
+        if self.limiter is not None:
+            counts["rate_limit"] = self.limiter.snapshot()
         return counts
 
 
@@ -212,7 +220,8 @@ class Registry:
                 if found is None:
                     if len(self._compartments) >= self.max_compartments:
                         self._sweep()
-                    found = Compartment(dependency, policy, config, logger, self._storage(dependency, config))
+                    found = Compartment(dependency, policy, config, logger, self._storage(dependency, config),
+                                        self._shared_limit(dependency, config, policy))
                     self._compartments[key] = found
         found.used = time.monotonic()
         return found
@@ -228,20 +237,37 @@ class Registry:
             gone.live = False
             del self._compartments[(gone.origin, gone.policy)]
 
+    def _client(self, config: ClientConfig) -> Any:
+        """The Redis client of the breaker's ``storage`` (made once per URL)."""
+        from .shared_state import connect
+
+        breaker = config.circuit_breaker
+        storage = breaker.storage
+        if not isinstance(storage, str):
+            return storage
+        client = self._clients.get((storage, breaker.storage_timeout))
+        if client is None:
+            client = self._clients[(storage, breaker.storage_timeout)] = connect(storage, breaker.storage_timeout)
+        return client
+
+    def _shared_limit(self, dependency: str, config: ClientConfig, policy: str) -> Optional["SharedLimit"]:
+        """The Redis side of the dependency's rate limit, if it is shared."""
+        if not (config.rate_limit.enabled and config.rate_limit.shared and config.circuit_breaker.storage):
+            return None
+        from .shared_limit import SharedLimit
+
+        breaker = config.circuit_breaker
+        return SharedLimit(self._client(config), f"{breaker.namespace}:ratelimit:{dependency}:{policy}",
+                           breaker.storage_retry)
+
     def _storage(self, dependency: str, config: ClientConfig) -> Optional[LocalState]:
         """Shared breaker state for ``dependency`` if the config names a Redis storage."""
         breaker = config.circuit_breaker
         if breaker.storage is None:
             return None
-        from .shared_state import RedisState, connect
+        from .shared_state import RedisState
 
-        storage = breaker.storage
-        if isinstance(storage, str):
-            client = self._clients.get((storage, breaker.storage_timeout))
-            if client is None:
-                client = self._clients[(storage, breaker.storage_timeout)] = connect(storage, breaker.storage_timeout)
-        else:
-            client = storage
+        client = self._client(config)
         return RedisState(client, f"{breaker.namespace}:breaker:{dependency}:{breaker_key(config)}",
                           breaker.state_cache_ttl, breaker.storage_retry)
 

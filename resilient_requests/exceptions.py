@@ -6,7 +6,8 @@
      └── APIError
           ├── ConnectionError      (also requests.ConnectionError)
           │    └── CircuitOpenError   the origin's breaker is open: no I/O was done
-          │         └── ThrottledError   adaptive throttling rejected it locally
+          │         ├── ThrottledError   adaptive throttling rejected it locally
+          │         └── RateLimitedError no permit of the dependency's rate limit in time
           ├── TimeoutError         (also requests.Timeout)
           │    └── DeadlineExceededError   the call's total deadline passed
           ├── PoolTimeoutError     no bulkhead slot or pooled connection in time: no I/O was done
@@ -74,6 +75,7 @@ __all__ += [
     "DeadlineExceededError",
     "PoolTimeoutError",
     "ThrottledError",
+    "RateLimitedError",
     "ClientError",
     "AuthenticationError",
     "NotFoundError",
@@ -123,6 +125,12 @@ class ThrottledError(CircuitOpenError):
     def __init__(self, *args: Any, probability: float = 0.0, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.probability = probability
+
+
+class RateLimitedError(CircuitOpenError):
+    """No permit of the dependency's rate limit (``RateLimitConfig``) was free
+    within ``max_wait``, or the dependency is paused after a ``429``: nothing
+    was sent. ``retry_after`` is when a permit will be free."""
 
 
 class PoolTimeoutError(APIError):

@@ -174,8 +174,7 @@ class Race:
                 # Cancelled: it would have taken at least this long. Counting that
                 # keeps the slow answers that hedging hides in the percentile.
                 latency.add(time.monotonic() - started)
-            if outcome.response is not None:
-                outcome.response.close()  # lost the race: give the connection back
+            outcome.discard()  # lost the race: give the connection back
         return winner
 
     def cancel_hedges(self) -> None:
@@ -218,6 +217,8 @@ class Race:
         try:
             if origin.budget is not None and not origin.budget.try_spend():
                 return None
+            if origin.limiter is not None and not origin.limiter.try_acquire():
+                return None  # a hedge is an extra request: it needs a permit now
             try:
                 trial = origin.breaker.admit()
             except CircuitOpenError:
@@ -252,5 +253,5 @@ class Race:
                 self._win(outcome)
                 outcome = None
             self.ended.notify_all()
-        if outcome is not None and outcome.response is not None:
-            outcome.response.close()  # a hedge that lost, or failed: give its connection back
+        if outcome is not None:
+            outcome.discard()  # a hedge that lost, or failed: give its connection back

@@ -52,10 +52,17 @@ from .events import (
     Events,
     RetryScheduled,
 )
-from .exceptions import CircuitOpenError, DeadlineExceededError, PoolTimeoutError, ThrottledError
+from .exceptions import (
+    CircuitOpenError,
+    DeadlineExceededError,
+    PoolTimeoutError,
+    RateLimitedError,
+    ThrottledError,
+)
 from .hedging import Hedging, Race
 from .origins import loggable_url
-from .retry import Attempts, Outcome, retry_after_seconds
+from .ratelimit import RateLimiter
+from .retry import Attempts, Outcome, clear_frames, retry_after_seconds
 from .routes import Route, Routes
 
 __all__ = ["LAYERS", "Pipeline", "Call", "describe"]
@@ -282,6 +289,11 @@ class _Hop(Attempts):
 
     # -- one attempt --
     def attempt(self) -> Outcome:
+        limiter = self.origin.limiter
+        if limiter is not None and not self._permit(limiter):
+            assert self.last is not None
+            self.last.retry = False  # no permit in time for a retry: end with the last real outcome
+            return self.last
         try:
             trial = self.origin.breaker.admit()
         except CircuitOpenError:
@@ -290,17 +302,23 @@ class _Hop(Attempts):
             self.last.retry = False  # opened meanwhile: end with the last real outcome
             return self.last
         if self.last is not None:
-            if self.last.response is not None:
-                self.last.response.close()  # give the discarded response's connection back
+            self.last.discard()  # its connection goes back; its error leaves no cycle
             if isinstance(getattr(self.request, "_body_position", None), int):
                 rewind_body(self.request)  # a file body: back to where it started
         self.call.attempts += 1
+        sent_at = time.monotonic()
         delay = self._hedge_delay() if self.hedged and trial is None else None
         if delay is not None:
             assert self.pipeline.hedging is not None
             outcome = Race(self, self.pipeline.hedging, delay, self.route.config.hedge).run()
         else:
             outcome = self._send(trial)
+        if limiter is not None:
+            response = outcome.response
+            if response is None:
+                limiter.answered(None, {}, None, sent_at)
+            else:
+                limiter.answered(response.status_code, response.headers, retry_after_seconds(response), sent_at)
         if outcome.retry and self.origin.breaker.is_open():
             outcome.retry = False
         outcome.attempts = self
@@ -315,6 +333,29 @@ class _Hop(Attempts):
                 outcome.response.status_code if outcome.response is not None else None, outcome.error,
             ))
         return outcome
+
+    def _permit(self, limiter: "RateLimiter") -> bool:
+        """A permit of the dependency's rate limit, waited for at most its
+        ``max_wait`` and what is left of the deadline. Refused before the first
+        attempt: ``RateLimitedError`` (nothing sent); before a retry: False."""
+        wait = limiter.config.max_wait
+        if self.deadline is not None:
+            wait = min(wait, max(0.0, self.deadline.remaining()))
+        left = limiter.acquire(wait)
+        if left is None:
+            return True
+        self.origin.count("rate_limited")
+        if self.last is not None:
+            return False
+        events = self.pipeline.events
+        url = loggable_url(self.request.url or "")
+        if events.listeners:
+            events.emit("call_short_circuited", CallShortCircuited(self.origin.origin, self.request.method or "",
+                                                                   url, left))
+        raise RateLimitedError(
+            f"no permit of the rate limit of {self.origin.origin} within {wait:g}s; next in {left:.3f}s",
+            origin=self.origin.origin, retry_after=left, request=self.request,
+        )
 
     def _hedge_delay(self) -> Optional[float]:
         """When to hedge this attempt, or ``None`` for no hedge."""
@@ -352,13 +393,17 @@ class _Hop(Attempts):
         started = time.monotonic()
         try:
             response = self.adapter.send(self.request, **self.kwargs)
-            if response.is_redirect:
-                if not self.stream or self.call.follow_redirects:
-                    _drain_redirect(response)
-            elif not self.stream:
-                # Read the body inside the attempt, so a body cut short can be
-                # retried, and within the deadline.
-                response.content  # noqa: B018
+            try:
+                if response.is_redirect:
+                    if not self.stream or self.call.follow_redirects:
+                        _drain_redirect(response)
+                elif not self.stream:
+                    # Read the body inside the attempt, so a body cut short can be
+                    # retried, and within the deadline.
+                    response.content  # noqa: B018
+            except BaseException:
+                response.close()  # its body read failed: its connection goes now, not at a gc
+                raise
         except Exception as exc:
             # The read timeout is capped at the time left, so the socket may time
             # out a hair before the watchdog fires: both mean the deadline passed.
@@ -476,17 +521,24 @@ class _Hop(Attempts):
     # -- the end --
     def finish(self, outcome: Outcome) -> requests.Response:
         """The last response, or the last error as the caller should see it."""
-        outcome.attempts = self.last = None  # no cycle left for the garbage collector
-        if outcome.error is not None:
-            error = outcome.error
-            raised = to_raise(error, outcome.verdict)
+        # No cycle left for the garbage collector: the error's traceback holds the
+        # frame that caught it, and through f_back every frame above it (the attempt's,
+        # the retry loop's), which hold the outcome: so the outcome lets go of the error.
+        error, outcome.error = outcome.error, None
+        outcome.attempts = self.last = None
+        if error is None:
+            assert outcome.response is not None
+            return outcome.response
+        clear_frames(error)  # its frames are done: urllib3's cycle in them goes with them
+        raised = to_raise(error, outcome.verdict)
+        if raised is not error and getattr(raised, "request", None) is None:
+            cast(Any, raised).request = self.request  # requests leaves it unset for body-phase errors
+        try:
             if raised is error:
                 raise error
-            if getattr(raised, "request", None) is None:
-                cast(Any, raised).request = self.request  # requests leaves it unset for body-phase errors
             raise raised from error
-        assert outcome.response is not None
-        return outcome.response
+        finally:
+            del error, raised, outcome  # this frame is in the traceback of what it raises
 
 
 def _drain_redirect(response: requests.Response) -> None:

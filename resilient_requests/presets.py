@@ -16,6 +16,7 @@ from .config import (
     BulkheadConfig,
     CircuitBreakerConfig,
     ClientConfig,
+    RateLimitConfig,
     RetryConfig,
     ThrottleConfig,
     TimeoutConfig,
@@ -63,13 +64,17 @@ def get_fast_microservice_config(base_url: Optional[str] = None) -> ClientConfig
 
 
 def get_batch_processing_config(base_url: Optional[str] = None) -> ClientConfig:
-    """Long-running batch jobs: very patient, gentle on the upstream."""
+    """Long-running batch jobs: very patient, gentle on the upstream; a 429
+    with ``Retry-After`` pauses the whole job's calls to that API (cool-down)."""
     return ClientConfig(
         base_url=base_url,
         timeout=TimeoutConfig(connect=10.0, read=300.0, write=120.0, pool=30.0, total=1800.0),
         retry=RetryConfig(max_attempts=10, min_wait=5.0, max_wait=600.0, multiplier=1.5),
         circuit_breaker=CircuitBreakerConfig(failure_threshold=15, recovery_timeout=180.0),
         bulkhead=BulkheadConfig(max_concurrency=5, acquisition_timeout=120.0),
+        # A 429/503 with Retry-After pauses every thread of the job until then
+        # (waiting, up to the pause's own cap), instead of each collecting its own.
+        rate_limit=RateLimitConfig(cooldown=True, max_wait=300.0),
     )
 
 

@@ -11,6 +11,7 @@ server's ``Retry-After``, which must be honoured as sent (capped at ``max_wait``
 """
 from __future__ import annotations
 
+import traceback
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Generator, Optional
 
@@ -19,13 +20,13 @@ import requests
 from urllib3.util.retry import Retry
 
 from .config import RetryConfig
-from .errors import Verdict
+from .errors import Verdict, causes
 from .testmode import MODE
 
 if TYPE_CHECKING:
     from backoff.types import Details
 
-__all__ = ["Outcome", "RetryLoop", "waits", "retry_after_seconds"]
+__all__ = ["Outcome", "RetryLoop", "waits", "retry_after_seconds", "clear_frames"]
 
 #: Statuses whose Retry-After we honour.
 RETRY_AFTER_STATUSES = frozenset({429, 503})
@@ -47,6 +48,17 @@ class Outcome:
     retry_after: Optional[float] = None  # seconds the server asked us to wait
     attempts: Optional["Attempts"] = None  # who made it: asked before each wait
 
+    def discard(self) -> None:
+        """This outcome will not be the call's (it is retried, or lost a race):
+        close its response, so its connection goes back to the pool, and let go
+        of its error, its frames cleared (see :func:`clear_frames`). Listeners
+        have seen the error already; a listener that keeps it can still print it."""
+        if self.response is not None:
+            self.response.close()
+        if self.error is not None:
+            clear_frames(self.error)
+        self.error = self.attempts = None  # the frames above the attempt's hold this outcome
+
     @property
     def reason(self) -> str:
         """A short description for logs: the status or the kind of failure."""
@@ -55,6 +67,20 @@ class Outcome:
         if self.verdict is not None:
             return f"{self.verdict.name} ({type(self.error).__name__})"
         return "unknown"
+
+
+def clear_frames(error: BaseException) -> None:
+    """Clear the local variables of the frames in the tracebacks of ``error``
+    and of its chain (``traceback.clear_frames``): the attempt's frame that
+    caught it, requests' and urllib3's, all finished. The tracebacks still print.
+
+    urllib3 keeps the exception it handles in a local of a frame that the
+    exception's traceback holds: a reference cycle. Every frame also holds its
+    caller (``f_back``), so that cycle kept the stack above it alive too (the
+    hop, the retry loop, the outcomes, the connection pool with its sockets)
+    until the garbage collector ran. Cleared, all of it goes when ``error`` goes."""
+    for exc in causes(error):
+        traceback.clear_frames(exc.__traceback__)
 
 
 def retry_after_seconds(response: requests.Response) -> Optional[float]:

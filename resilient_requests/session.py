@@ -15,11 +15,12 @@ import logging
 import os
 import re
 import threading
-from typing import Any, Callable, Dict, Iterator, Mapping, Optional, cast
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optional, cast
 
 import requests
 from requests.adapters import BaseAdapter
 from requests.sessions import merge_setting
+from urllib3 import PoolManager
 
 from . import forking
 from .breaker import CircuitState
@@ -176,7 +177,10 @@ class ResilientSession(requests.Session):
         if self.config.raise_for_status:
             status_error = error_for_status(response)
             if status_error is not None:
-                raise status_error
+                try:
+                    raise status_error
+                finally:
+                    del status_error  # its traceback holds this frame: no cycle left
         return response
 
     @staticmethod
@@ -281,7 +285,15 @@ class ResilientSession(requests.Session):
         """Close the pooled connections and stop hedging's threads; the
         compartments stay in the registry for the other sessions (a private
         registry's Redis clients are closed)."""
+        pools = [] if self._shared else _pools(self.adapters.values())
         super().close()
+        # urllib3 2's PoolManager.clear() (what requests' close() calls) only
+        # forgets its pools: a pool closes its idle connections when it is
+        # garbage-collected, so while anything refers to it (a response the
+        # caller still holds, an exception: MaxRetryError.pool, a reference
+        # cycle) its sockets stay open. Close them now.
+        for pool in pools:
+            pool.close()
         if not self._shared:
             self._pipeline.close()
             if self._owns_registry:
@@ -305,6 +317,22 @@ class ResilientSession(requests.Session):
     def describe(self) -> Mapping[str, Any]:
         """The resilience layers, outermost first, with their settings."""
         return describe(self._pipeline)
+
+
+def _pools(adapters: Iterable[BaseAdapter]) -> List[Any]:
+    """The connection pools of the session's own adapters (a mounted adapter of the
+    caller's may be shared with other sessions: requests' ``close()`` is left to it)."""
+    pools = []
+    for adapter in adapters:
+        if isinstance(adapter, ResilientAdapter):
+            for manager in (adapter.poolmanager, *adapter.proxy_manager.values()):
+                if not isinstance(manager, PoolManager):  # a ProxyManager is one too
+                    continue
+                for key in manager.pools.keys():
+                    pool = manager.pools.get(key)
+                    if pool is not None:
+                        pools.append(pool)
+    return pools
 
 
 @contextlib.contextmanager

@@ -2,6 +2,7 @@
 pytest plugin (resilient_requests.testing.pytest_plugin)."""
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
@@ -24,6 +25,21 @@ from resilient_requests import (
 pytest_plugins = ["pytester"]
 
 
+def pytest_collection_modifyitems(session: Any, config: Any, items: List[Any]) -> None:
+    """When requests' own suite is among the tests to run, start it now, beside the others."""
+    if any(item.nodeid.startswith("tests/test_requests_suite.py") for item in items):
+        from . import test_requests_suite
+
+        test_requests_suite.start()
+
+
+def pytest_sessionfinish(session: Any, exitstatus: int) -> None:
+    """Whatever happened, requests' suite is not left running."""
+    from . import test_requests_suite
+
+    test_requests_suite.stop()
+
+
 def wait_until(condition: Callable[[], bool], limit: float = 10.0) -> None:
     """Poll ``condition`` (a server-side counter, say) every 5 ms until it holds;
     fail the test if it does not within ``limit`` seconds."""
@@ -31,6 +47,30 @@ def wait_until(condition: Callable[[], bool], limit: float = 10.0) -> None:
     while not condition():
         assert time.monotonic() < deadline, "condition not reached in time"
         time.sleep(0.005)
+
+
+def sockets_to(port: int) -> int:
+    """Sockets of this process connected to ``port`` (in any TCP state until closed):
+    its descriptors in /proc/self/fd, matched by inode to /proc/net/tcp's remote ports."""
+    inodes = set()
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{name}")
+        except OSError:
+            continue  # the listing's own descriptor, closed already
+        if target.startswith("socket:["):
+            inodes.add(target[len("socket:["):-1])
+    count = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        if not os.path.exists(table):
+            continue
+        with open(table) as lines:
+            next(lines)  # the header
+            for line in lines:
+                fields = line.split()  # sl local_address rem_address st ... uid timeout inode
+                if int(fields[2].rsplit(":", 1)[1], 16) == port and fields[9] in inodes:
+                    count += 1
+    return count
 
 
 def fast_config(

@@ -11,6 +11,7 @@ from resilient_requests import (
     ClientConfig,
     HedgeConfig,
     LoggingConfig,
+    RateLimitConfig,
     RetryConfig,
     TimeoutConfig,
 )
@@ -30,7 +31,7 @@ BREAKER_DEFAULTS = {
     "window_size": 100.0, "minimum_calls": 20, "slow_call_duration": None,
     "slow_call_rate_threshold": 1.0, "permitted_calls_in_half_open": 1, "trial_timeout": None,
     "recovery_multiplier": 1.0, "max_recovery_timeout": None,
-    "storage": None, "namespace": "resilient_requests", "storage_timeout": 0.05,
+    "storage": None, "namespace": "resilient_requests", "storage_timeout": 0.25,
     "state_cache_ttl": 0.1, "storage_retry": 5.0,
 }
 BULKHEAD_DEFAULTS = {"max_concurrency": 50, "acquisition_timeout": 30.0}
@@ -42,10 +43,14 @@ HEDGE_DEFAULTS = {
     "enabled": False, "delay": None, "percentile": 0.95, "min_samples": 20, "max_hedges": 1,
     "methods": frozenset({"GET", "HEAD", "OPTIONS"}),
 }
+RATE_LIMIT_DEFAULTS = {
+    "rate": None, "per": 1.0, "burst": None, "max_wait": 0.0, "adaptive": False, "min_rate": 0.5,
+    "cooldown": False, "max_pause": 300.0, "shared": False, "fallback_share": 1.0,
+}
 CLIENT_DEFAULTS = {
     "base_url": None, "timeout": TIMEOUT_DEFAULTS, "retry": RETRY_DEFAULTS,
     "circuit_breaker": BREAKER_DEFAULTS, "bulkhead": BULKHEAD_DEFAULTS, "logging": LOGGING_DEFAULTS,
-    "throttle": THROTTLE_DEFAULTS, "hedge": HEDGE_DEFAULTS,
+    "throttle": THROTTLE_DEFAULTS, "hedge": HEDGE_DEFAULTS, "rate_limit": RATE_LIMIT_DEFAULTS,
     "follow_redirects": True, "verify_ssl": True, "user_agent": None, "raise_for_status": False,
     "dependencies": {}, "total_concurrency": None,
 }
@@ -60,6 +65,7 @@ CLIENT_DEFAULTS = {
     (BulkheadConfig, BULKHEAD_DEFAULTS),
     (LoggingConfig, LOGGING_DEFAULTS),
     (HedgeConfig, HEDGE_DEFAULTS),
+    (RateLimitConfig, RATE_LIMIT_DEFAULTS),
     (ClientConfig, CLIENT_DEFAULTS),
 ], ids=lambda v: v.__name__ if isinstance(v, type) else None)
 def test_defaults(cls, expected):

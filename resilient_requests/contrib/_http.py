@@ -11,11 +11,12 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Dict, Optional
 
-from ..exceptions import CircuitOpenError, PoolTimeoutError
+from ..exceptions import CircuitOpenError, PoolTimeoutError, RateLimitedError
 
 __all__ = ["UNAVAILABLE", "POOL_RETRY_AFTER", "Unavailable", "unavailable", "retry_after_seconds", "missing_extra"]
 
-#: The exceptions that become a ``503``: an open breaker, a full bulkhead (or connection pool).
+#: The exceptions that become a ``503``: an open breaker (or a local refusal: throttling,
+#: the rate limit), a full bulkhead.
 UNAVAILABLE = (CircuitOpenError, PoolTimeoutError)
 
 #: ``Retry-After`` seconds for a :class:`PoolTimeoutError`: slots free up as calls end.
@@ -27,7 +28,7 @@ class Unavailable:
     """The ``503`` answer for one exception: ``Retry-After`` seconds and a JSON body."""
 
     retry_after: int
-    reason: str  # "circuit_open" or "pool_timeout"
+    reason: str  # "circuit_open", "rate_limited" or "pool_timeout"
     status: int = 503
     body: Dict[str, Any] = field(default_factory=dict)
 
@@ -53,7 +54,9 @@ def unavailable(error: BaseException) -> Optional[Unavailable]:
     The body names the reason and the wait, never the upstream origin: that is
     internal topology, and it is in the library's logs already.
     """
-    if isinstance(error, CircuitOpenError):
+    if isinstance(error, RateLimitedError):
+        seconds, reason = retry_after_seconds(error.retry_after), "rate_limited"
+    elif isinstance(error, CircuitOpenError):
         seconds, reason = retry_after_seconds(error.retry_after), "circuit_open"
     elif isinstance(error, PoolTimeoutError):
         seconds, reason = POOL_RETRY_AFTER, "pool_timeout"

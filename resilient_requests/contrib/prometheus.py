@@ -41,7 +41,14 @@ scrape (``CompartmentCollector().register()``), one series per dependency and po
 ``resilient_requests_compartment_breaker_state`` (gauge)    dependency, policy
 ``resilient_requests_compartment_bulkhead_in_use`` (gauge)  dependency, policy
 ``resilient_requests_compartment_bulkhead_capacity``        dependency, policy
+``resilient_requests_compartment_rate_limit_permits``       dependency, policy (a counter)
+``resilient_requests_compartment_rate_limit_waited_seconds`` dependency, policy (a counter)
+``resilient_requests_compartment_rate_limit_refused``       dependency, policy (a counter)
+``resilient_requests_compartment_rate_limit_paused_seconds`` dependency, policy (left of a pause)
+``resilient_requests_compartment_rate_limit_rate``          dependency, policy (permits/s; NaN: unlimited)
 ==========================================================  ==============================
+
+The ``rate_limit`` series appear for dependencies with a rate limit.
 
 It needs no listener and shows every session's compartments, including the state a
 breaker already had before any listener was added.
@@ -72,7 +79,7 @@ from ._http import missing_extra
 try:
     import prometheus_client
     from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-    from prometheus_client.core import GaugeMetricFamily
+    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 except ImportError as _error:
     raise missing_extra(__name__, "prometheus-client", "prometheus", _error) from _error
 
@@ -264,11 +271,25 @@ class CompartmentCollector:
                                   labels=labels)
         in_use = GaugeMetricFamily(name + "bulkhead_in_use", "Bulkhead slots taken now.", labels=labels)
         capacity = GaugeMetricFamily(name + "bulkhead_capacity", "Bulkhead slots in all.", labels=labels)
+        permits = CounterMetricFamily(name + "rate_limit_permits", "Rate-limit permits taken.", labels=labels)
+        waited = CounterMetricFamily(name + "rate_limit_waited_seconds", "Seconds waited for permits.",
+                                     labels=labels)
+        refused = CounterMetricFamily(name + "rate_limit_refused", "Calls refused a permit.", labels=labels)
+        paused = GaugeMetricFamily(name + "rate_limit_paused_seconds", "Seconds left of a cool-down.",
+                                   labels=labels)
+        rate = GaugeMetricFamily(name + "rate_limit_rate", "Permits per second (NaN: unlimited).", labels=labels)
         for compartment in self.compartments.compartments():
             key = [compartment.origin, compartment.policy]
             state.add_metric(key, BREAKER_STATES.get(compartment.breaker.state.value, 0))
             in_use.add_metric(key, compartment.bulkhead.in_use)
             capacity.add_metric(key, compartment.bulkhead.capacity)
-        yield state
-        yield in_use
-        yield capacity
+            limiter = compartment.limiter
+            if limiter is not None:
+                snapshot = limiter.snapshot()
+                permits.add_metric(key, float(snapshot["permits"]))  # type: ignore[arg-type]
+                waited.add_metric(key, float(snapshot["waited"]))  # type: ignore[arg-type]
+                refused.add_metric(key, float(snapshot["refused"]))  # type: ignore[arg-type]
+                paused.add_metric(key, float(snapshot["paused_for"]))  # type: ignore[arg-type]
+                current = snapshot["rate"]
+                rate.add_metric(key, float("nan") if current is None else float(current))  # type: ignore[arg-type]
+        yield from (state, in_use, capacity, permits, waited, refused, paused, rate)

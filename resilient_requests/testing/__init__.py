@@ -7,12 +7,25 @@ With the package installed, pytest gets the fixtures ``fault_server``,
 :func:`no_retries` are the same switches as context managers.
 """
 from ..testmode import no_retries, no_waits, set_testing
-from .faults import Echo, Fault, Hang, Hold, Reply, Reset, Trickle, Truncate, ok, redirect, status
+from .faults import (
+    Echo,
+    Fault,
+    Hang,
+    Hold,
+    Limit,
+    Reply,
+    Reset,
+    Trickle,
+    Truncate,
+    ok,
+    redirect,
+    status,
+)
 from .proxy import ForwardProxy, ProxyMode
 from .server import FaultServer, SeenRequest, refused_url
 
 __all__ = [
     "FaultServer", "SeenRequest", "refused_url", "no_waits", "no_retries", "set_testing",
-    "Fault", "Reply", "ok", "status", "redirect", "Echo", "Reset", "Truncate", "Trickle", "Hang", "Hold",
+    "Fault", "Reply", "ok", "status", "redirect", "Echo", "Reset", "Truncate", "Trickle", "Hang", "Hold", "Limit",
     "ForwardProxy", "ProxyMode",
 ]

@@ -2,11 +2,15 @@
 from __future__ import annotations
 
 import json
+import math
 import threading
+import time
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Dict, Optional, Union
 
-__all__ = ["Fault", "Reply", "ok", "status", "redirect", "Echo", "Reset", "Truncate", "Trickle", "Hang", "Hold", "FAULT_TYPES"]
+__all__ = ["Fault", "Reply", "ok", "status", "redirect", "Echo", "Reset", "Truncate", "Trickle", "Hang", "Hold",
+           "Limit", "FAULT_TYPES"]
 
 
 @dataclass(frozen=True)
@@ -98,5 +102,47 @@ class Hold:
     limit: float = 30.0
 
 
-Fault = Union[Reply, Echo, Reset, Truncate, Trickle, Hang, Hold]
-FAULT_TYPES = (Reply, Echo, Reset, Truncate, Trickle, Hang, Hold)
+class Limit:
+    """An API's rate limit: at most ``rate`` requests answered in any ``per``
+    seconds (a sliding window); beyond it, ``429`` with ``Retry-After`` (the
+    seconds until the window has room, rounded up, or ``retry_after`` if given).
+    With ``advertise``, every answer carries ``RateLimit-Remaining`` and
+    ``RateLimit-Reset``. ``refused`` and ``answered`` count what it did."""
+
+    def __init__(self, rate: int, per: float = 1.0, *, retry_after: Optional[float] = None,
+                 advertise: bool = False, body: bytes = b"ok") -> None:
+        self.rate = rate
+        self.per = per
+        self.retry_after = retry_after
+        self.advertise = advertise
+        self.body = body
+        self.refused = 0
+        self.answered = 0
+        self._times: "deque[float]" = deque()
+        self._lock = threading.Lock()
+
+    def decide(self) -> Reply:
+        """The answer to one request arriving now."""
+        with self._lock:
+            now = time.monotonic()
+            while self._times and now - self._times[0] >= self.per:
+                self._times.popleft()
+            reset = self.per - (now - self._times[0]) if self._times else 0.0
+            if len(self._times) >= self.rate:
+                self.refused += 1
+                wait = self.retry_after if self.retry_after is not None else max(1, math.ceil(reset))
+                headers = {"Retry-After": f"{wait:g}"}
+                if self.advertise:
+                    headers.update({"RateLimit-Remaining": "0", "RateLimit-Reset": f"{max(1, math.ceil(reset))}"})
+                return Reply(429, b"rate limited", headers)
+            self._times.append(now)
+            self.answered += 1
+            headers = {}
+            if self.advertise:
+                headers = {"RateLimit-Remaining": str(self.rate - len(self._times)),
+                           "RateLimit-Reset": f"{max(1, math.ceil(self.per - (now - self._times[0])))}"}
+            return Reply(200, self.body, headers)
+
+
+Fault = Union[Reply, Echo, Reset, Truncate, Trickle, Hang, Hold, Limit]
+FAULT_TYPES = (Reply, Echo, Reset, Truncate, Trickle, Hang, Hold, Limit)

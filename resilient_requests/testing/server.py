@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Dict, List, Optional, Set, Tuple
 
-from .faults import FAULT_TYPES, Echo, Fault, Hang, Hold, Reply, Reset, Trickle, Truncate
+from .faults import FAULT_TYPES, Echo, Fault, Hang, Hold, Limit, Reply, Reset, Trickle, Truncate
 
 __all__ = ["FaultServer", "SeenRequest", "refused_url"]
 
@@ -41,6 +41,7 @@ class SeenRequest:
     headers: Dict[str, str]
     body: bytes
     peer: str = ""  # the client's "host:port": requests with the same peer came over one connection
+    at: float = 0.0  # when it arrived (time.monotonic())
 
 
 class _Route:
@@ -121,7 +122,7 @@ class _Handler(BaseHTTPRequestHandler):
             unread = isinstance(fault, Hang) and not fault.read_body
             body = b"" if unread else self._read_body()
             peer = f"{self.client_address[0]}:{self.client_address[1]}"
-            seen = SeenRequest(self.command, path, query, dict(self.headers.items()), body, peer)
+            seen = SeenRequest(self.command, path, query, dict(self.headers.items()), body, peer, time.monotonic())
             owner._record(seen)
             self._play(fault, seen)
         finally:
@@ -141,6 +142,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _play(self, fault: Fault, seen: SeenRequest) -> None:
         owner = self.server.owner
+        if isinstance(fault, Limit):
+            fault = fault.decide()
         if isinstance(fault, Reply):
             if fault.delay:
                 owner._stopped.wait(fault.delay)
