@@ -124,8 +124,8 @@ def budget_refusals(client: Client) -> Optional[int]:
     Reads the session's per-origin state: introspection, not public API."""
     if not isinstance(client.session, rr.ResilientSession):
         return None
-    origins = client.session._pipeline.origins  # noqa: SLF001 - read-only
-    return sum(state.budget.refused for state in origins if state.budget is not None)
+    compartments = client.session._pipeline.routes.compartments()  # noqa: SLF001 - read-only
+    return sum(state.budget.refused for state in compartments if state.budget is not None)
 
 
 def outcome(client: Client, url: str) -> str:
@@ -194,7 +194,10 @@ def _naive(tuning: Tuning) -> Client:
 
 def _resilient(name: str, config: rr.ClientConfig, tuning: Tuning) -> Client:
     config = _tuned(config, tuning)
-    session = rr.ResilientSession(config)
+    # Each contender keeps its own breakers and budgets: two contenders calling
+    # the one upstream origin would otherwise share a compartment (by design,
+    # the state is per dependency in the process; here each must be measured alone).
+    session = rr.ResilientSession(config, isolated=True)
     return Client(name, session.get, session)
 
 

@@ -55,6 +55,15 @@ class Plan:
     hedge_threads: int
     hedge_calls: int
     hedge_rounds: int
+    # 11. compartments: `compart_tasks` calls per contender, each through a new session
+    # (in `compart_task_rounds` interleaved rounds); then `compart_rounds` rounds of up to
+    # `compart_calls` sequential calls to a healthy dependency with nothing hung and with
+    # another dependency's bulkhead full, each phase stopping after `compart_phase_limit` s
+    compart_tasks: int
+    compart_task_rounds: int
+    compart_rounds: int
+    compart_calls: int
+    compart_phase_limit: float
 
 
 FULL = Plan(
@@ -87,6 +96,11 @@ FULL = Plan(
     hedge_threads=4,
     hedge_calls=1200,
     hedge_rounds=3,
+    compart_tasks=300,
+    compart_task_rounds=3,
+    compart_rounds=20,
+    compart_calls=50,
+    compart_phase_limit=0.4,
 )
 
 QUICK = Plan(
@@ -119,4 +133,9 @@ QUICK = Plan(
     hedge_threads=4,
     hedge_calls=400,
     hedge_rounds=1,
+    compart_tasks=60,
+    compart_task_rounds=1,
+    compart_rounds=8,
+    compart_calls=40,
+    compart_phase_limit=0.2,
 )

@@ -127,7 +127,7 @@ def _rate_trial(upstream: Upstream, policy: str, plan: Plan, seed: int) -> _Tria
     config = rr.ClientConfig(
         retry=rr.RetryConfig(max_attempts=1), circuit_breaker=RATE_POLICIES[policy]
     )
-    session = rr.ResilientSession(config)
+    session = rr.ResilientSession(config, isolated=True)  # measured alone: no shared compartment
     opens = _Opens()
     session.add_listener(opens)
     failed_fast = 0
@@ -433,7 +433,7 @@ def _slow_run(upstream: Upstream, policy: str, plan: Plan) -> _SlowRun:
         circuit_breaker=SLOW_POLICIES[policy],
         bulkhead=rr.BulkheadConfig(max_concurrency=SLOTS, acquisition_timeout=ACQUIRE),
     )
-    session = rr.ResilientSession(config)
+    session = rr.ResilientSession(config, isolated=True)  # measured alone: no shared compartment
     opening = _Opening()
     session.add_listener(opening)
     pool = ThreadPoolExecutor(max_workers=plan.slow_threads, thread_name_prefix="bench-slow")
@@ -797,7 +797,7 @@ def _hedge_run(upstream: Upstream, name: str, plan: Plan) -> _HedgeRun:
     path = f"/hedge/{name}"
     url = upstream.url(path)
     script = [ok(delay=d) for d in _hedge_script()]
-    session = rr.ResilientSession(_hedge_config(name))
+    session = rr.ResilientSession(_hedge_config(name), isolated=True)
     per_thread = plan.hedge_calls // plan.hedge_threads
     sinks: List[List[Tuple[float, bool]]] = [[] for _ in range(plan.hedge_threads)]
     callers = [

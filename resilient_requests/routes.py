@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import weakref
 from typing import Dict, FrozenSet, Iterator, List, Tuple
 
 from .compartments import Compartment, Registry, policy_key
@@ -20,6 +21,30 @@ from .origins import origin_of
 from .retry import RetryLoop
 
 __all__ = ["Route", "Routes"]
+
+
+#: Per config object (by id, while it lives): its policy key and its retry loop.
+#: Both are pure functions of the config, and a session made per task would
+#: otherwise pay for them on its first call (the key's digest is ~80 us).
+_POLICIES: Dict[int, Tuple["weakref.ref[ClientConfig]", str, RetryLoop]] = {}
+_POLICIES_LOCK = threading.Lock()
+
+
+def _policy(config: ClientConfig) -> Tuple[str, RetryLoop]:
+    """``config``'s policy key and retry loop, computed once per config object
+    (a config is read when a session first uses it, as everywhere)."""
+    known = _POLICIES.get(id(config))
+    if known is not None and known[0]() is config:
+        return known[1], known[2]
+    made = (policy_key(config), RetryLoop(config.retry))
+    key = id(config)
+
+    def forget(_: "weakref.ref[ClientConfig]") -> None:
+        _POLICIES.pop(key, None)
+
+    with _POLICIES_LOCK:
+        _POLICIES[key] = (weakref.ref(config, forget), *made)
+    return made
 
 
 class Route:
@@ -48,7 +73,6 @@ class Routes:
         self._events = events
         self._logger = logger
         self._routes: Dict[str, Route] = {}
-        self._policies: Dict[int, Tuple[ClientConfig, str, RetryLoop]] = {}  # by id of a config we hold
         self._lock = threading.Lock()
 
     def get(self, url: str) -> Route:
@@ -65,11 +89,7 @@ class Routes:
 
     def _make(self, origin: str) -> Route:
         dependency, config = self.config.policy_for(origin)
-        with self._lock:
-            known = self._policies.get(id(config))
-            if known is None:
-                known = self._policies[id(config)] = (config, policy_key(config), RetryLoop(config.retry))
-            _, policy, retry = known
+        policy, retry = _policy(config)
         compartment = self.registry.compartment(dependency, config, policy, self._logger)
         compartment.audience.join(self._events)
         route = Route(compartment, config, retry)
