@@ -27,7 +27,7 @@ from typing import Callable, Dict, List, Sequence
 
 from resilient_requests.testing import ok
 
-from . import compartments, footprint, outage, policies, scenarios
+from . import compartments, footprint, outage, policies, ratelimit, scenarios, web
 from .plan import FULL, QUICK, Plan
 from .report import Section, environment, render
 from .stats import load_average
@@ -48,6 +48,8 @@ SCENARIOS: Dict[str, Runner] = {
     "slow": lambda u, p, plots: policies.slow_replies(u, p),
     "hedging": lambda u, p, plots: policies.hedging(u, p),
     "compartments": lambda u, p, plots: compartments.compartments(u, p),
+    "ratelimit": ratelimit.rate_limited,
+    "web": web.web_views,
 }
 
 

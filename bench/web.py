@@ -125,6 +125,7 @@ class Gunicorn:
         env.pop("HTTP_PROXY", None)
         env.pop("http_proxy", None)
         self._log: IO[bytes] = tempfile.TemporaryFile()
+        self._final_log = ""
         self.process = subprocess.Popen(
             [sys.executable, "-m", "gunicorn", "--worker-class", "gthread",
              "--workers", str(WORKERS), "--threads", str(THREADS),
@@ -161,6 +162,9 @@ class Gunicorn:
         return requests.get(self.base + path, timeout=5).text
 
     def log(self) -> str:
+        """What gunicorn wrote to stderr (all of it, once stopped)."""
+        if self._log.closed:
+            return self._final_log
         self._log.seek(0)
         return self._log.read().decode(errors="replace")
 
@@ -173,6 +177,9 @@ class Gunicorn:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(timeout=10)
+        if not self._log.closed:
+            self._final_log = self.log()
+            self._log.close()
 
 
 # -- traffic ----------------------------------------------------------------------
@@ -303,8 +310,9 @@ def _run(upstream: Upstream, variant: str, wplan: WebPlan) -> Run:
         finally:
             stop.set()
             server.stop()  # whatever is still in flight fails now
+            join_until = time.monotonic() + 10
             for thread in threads + list(probe_threads):
-                thread.join(timeout=5)
+                thread.join(timeout=max(0.0, join_until - time.monotonic()))
         log = server.log()
     calls = sorted((c for sink in checkouts for c in sink), key=lambda c: c.start)
     for call in calls + probes:  # answers that came only because gunicorn stopped
@@ -584,6 +592,10 @@ def _source_digest() -> str:
     return digest.hexdigest()[:12]
 
 
+def _interrupted(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def main(argv: Sequence[str]) -> int:
     parser = argparse.ArgumentParser(prog=COMMAND, description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="a smoke run, under a minute")
@@ -592,6 +604,9 @@ def main(argv: Sequence[str]) -> int:
     plan = QUICK if args.quick else FULL
     out = args.out or tempfile.mkdtemp(prefix="bench-web-")
     plot_dir = os.path.join(out, "bench", "plots") if os.path.abspath(out) == ROOT else os.path.join(out, "plots")
+    # SIGTERM (and SIGINT, also where a shell ignores it) unwinds, so gunicorn and the upstream are stopped
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, _interrupted)
     started, load, source = time.monotonic(), load_average(), _source_digest()
     section = web_views(None, plan, plot_dir)
     section.seconds = time.monotonic() - started

@@ -306,7 +306,8 @@ class RateLimitConfig:
 
     ``rate`` permits per ``per`` seconds, in bursts of up to ``burst`` (default
     1: an even pace, so a server counting over any window of ``per`` seconds
-    never sees more than ``rate``); every attempt and every hedge takes one. A
+    never sees more than ``rate``), paced ``margin`` (2%) under ``rate`` so that
+    jitter does not push a window over; every attempt and every hedge takes one. A
     call waits up to ``max_wait`` seconds for a permit (bounded by its
     deadline; 0 = fail fast with ``RateLimitedError``, for web views).
     ``adaptive`` learns a rate from the dependency's throttling answers (down to
@@ -320,6 +321,7 @@ class RateLimitConfig:
 
     rate: Optional[float] = None
     per: float = 1.0
+    margin: float = 0.02
     burst: Optional[int] = None
     max_wait: float = 0.0
     adaptive: bool = False
@@ -332,6 +334,10 @@ class RateLimitConfig:
     def __post_init__(self) -> None:
         _number(self, "rate", strict=True, optional=True)
         _number(self, "per", strict=True)
+        given = self.margin
+        _number(self, "margin")
+        if self.margin >= 1.0:
+            raise ValueError(f"RateLimitConfig.margin must be a share < 1, got {given!r}")
         if self.burst is not None:
             _integer(self, "burst", minimum=1)
         _number(self, "max_wait")

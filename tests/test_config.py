@@ -44,7 +44,7 @@ HEDGE_DEFAULTS = {
     "methods": frozenset({"GET", "HEAD", "OPTIONS"}),
 }
 RATE_LIMIT_DEFAULTS = {
-    "rate": None, "per": 1.0, "burst": None, "max_wait": 0.0, "adaptive": False, "min_rate": 0.5,
+    "rate": None, "per": 1.0, "margin": 0.02, "burst": None, "max_wait": 0.0, "adaptive": False, "min_rate": 0.5,
     "cooldown": False, "max_pause": 300.0, "shared": False, "fallback_share": 1.0,
 }
 CLIENT_DEFAULTS = {

@@ -86,11 +86,11 @@ def test_view_style_fails_fast_with_the_time_a_permit_is_due(fault_server, make_
     with pytest.raises(rr.RateLimitedError) as refused:
         session.get(fault_server.url("/x"))
     assert time.perf_counter() - started < 0.05
-    assert 0.5 < refused.value.retry_after <= 1.0
+    assert 0.5 < refused.value.retry_after <= 1.0 / 0.98  # paced 2% under the rate
     assert isinstance(refused.value, rr.CircuitOpenError)  # fails fast like an open breaker
     assert fault_server.hits("/x") == 1
     answer = unavailable(refused.value)
-    assert answer is not None and answer.reason == "rate_limited" and answer.retry_after == 1
+    assert answer is not None and answer.reason == "rate_limited" and answer.retry_after in (1, 2)
     assert session.stats()["origins"][f"http://127.0.0.1:{fault_server.port}"]["rate_limited"] == 1
 
 
@@ -215,4 +215,4 @@ def test_prometheus_shows_the_rate_limit(fault_server, make_session):
     lines = {line.split("{")[0]: line for line in text.splitlines() if port in line}
     assert lines["resilient_requests_compartment_rate_limit_permits_total"].endswith(" 1.0")
     assert lines["resilient_requests_compartment_rate_limit_refused_total"].endswith(" 1.0")
-    assert lines["resilient_requests_compartment_rate_limit_rate"].endswith(" 1.0")
+    assert lines["resilient_requests_compartment_rate_limit_rate"].endswith(" 0.98")  # 2% under
