@@ -13,7 +13,7 @@ import os
 import sys
 from typing import Optional, Sequence
 
-from .cli import COMMANDS, EXIT_INTERRUPTED, EXIT_OTHER, description, epilog
+from .cli import COMMANDS, EXIT_INTERRUPTED, EXIT_OTHER, description, epilog, version
 
 __all__ = ["build_parser", "main"]
 
@@ -31,6 +31,7 @@ def build_parser(prog: Optional[str] = None) -> argparse.ArgumentParser:
         prog=prog or _prog(), description=description(), epilog=epilog(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     commands.required = True
     for add in COMMANDS:

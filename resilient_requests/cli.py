@@ -11,6 +11,15 @@ Commands:
 * ``presets`` -- the presets' settings, read from :mod:`resilient_requests.presets`.
 * ``config`` -- the effective configuration (environment, or ``--file``), as text or ``--json``.
 * ``demo`` -- see :mod:`resilient_requests.demo`.
+* ``--version`` -- this library's version, and requests', urllib3's and Python's.
+
+A failed call prints one line on stderr, ``PROG METHOD: KIND: WHAT; ATTEMPTS``
+(:func:`describe_failure`): what happened in the user's terms -- the origin, what
+failed or timed out and after how long, what the system said -- and how many
+attempts were made in how long (or that nothing was sent); a URL without a usable
+scheme gets the URL it probably meant. The kind is
+:func:`resilient_requests.errors.classify`'s, the attempts the pipeline's
+(:class:`~resilient_requests.events.CallFinished`).
 
 The configuration of a call: ``ClientConfig.from_env()`` (``RESILIENT_REQUESTS_*``;
 ``--preset`` replaces ``RESILIENT_REQUESTS_PRESET`` as the base the other variables
@@ -46,18 +55,25 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import difflib
 import json
 import os
+import platform
 import re
+import ssl
 import sys
 import textwrap
 import threading
 import time
 from typing import IO, Any, Callable, Dict, List, Mapping, Optional, Tuple, Type, Union
+from urllib.parse import urlsplit
 
 import requests
+import urllib3
+from requests.models import DEFAULT_REDIRECT_LIMIT
 
-from .config import ClientConfig
+from .config import IDEMPOTENT_METHODS, ClientConfig, RetryConfig
+from .errors import PASS_THROUGH, RetryWhen, causes, classify
 from .events import (
     AttemptFailed,
     BreakerStateChanged,
@@ -71,19 +87,23 @@ from .exceptions import (
     CircuitOpenError,
     ClientError,
     ConnectionError,
+    DeadlineExceededError,
     PoolTimeoutError,
     RateLimitedError,
     ServerError,
+    ThrottledError,
     TimeoutError,
     error_for_status,
 )
+from .origins import origin_of
 from .presets import PRESET_NAMES, preset
 
 __all__ = [
     "EXIT_OK", "EXIT_OTHER", "EXIT_USAGE", "EXIT_HTTP_CLIENT", "EXIT_HTTP_SERVER", "EXIT_TIMEOUT",
     "EXIT_CONNECTION", "EXIT_CIRCUIT_OPEN", "EXIT_BULKHEAD_FULL", "EXIT_INTERRUPTED", "EXIT_CODES",
     "exit_code_for", "load_config", "tuned", "config_as_dict", "VerboseListener",
-    "presets_table", "config_lines", "DemoProgress", "COMMANDS",
+    "presets_table", "config_lines", "DemoProgress", "COMMANDS", "CallRecord", "describe_failure",
+    "FAILURES", "version",
 ]
 
 EXIT_OK = 0
@@ -242,42 +262,266 @@ def _show(value: Any) -> str:
     return "none" if value is None else str(value)
 
 
-def presets_table() -> List[str]:
-    """One row per preset, every number read from :func:`resilient_requests.preset`."""
-    columns: List[Tuple[str, Callable[[ClientConfig], Any]]] = [
-        ("preset", lambda c: ""),
+def _waits(retry: RetryConfig) -> str:
+    return f"{_show(retry.min_wait)}-{_show(retry.max_wait)}"
+
+
+#: The presets table's columns, in groups: (group, [(title, value of a config)]).
+#: ``timeout.pool`` is left out: it is checked but not waited on (see ``TimeoutConfig``).
+_PRESET_COLUMNS: List[Tuple[str, List[Tuple[str, Callable[[ClientConfig], Any]]]]] = [
+    ("timeouts (s)", [
         ("connect", lambda c: c.timeout.connect),
         ("read", lambda c: c.timeout.read),
         ("write", lambda c: c.timeout.write),
-        ("pool", lambda c: c.timeout.pool),
         ("total", lambda c: c.timeout.total),
+    ]),
+    ("retries", [
         ("attempts", lambda c: c.retry.max_attempts),
-        ("min_wait", lambda c: c.retry.min_wait),
-        ("max_wait", lambda c: c.retry.max_wait),
+        ("waits", lambda c: _waits(c.retry)),
         ("mult", lambda c: c.retry.multiplier),
-        ("breaker", lambda c: c.circuit_breaker.failure_threshold),
-        ("recovery", lambda c: c.circuit_breaker.recovery_timeout),
-        ("bulkhead", lambda c: c.bulkhead.max_concurrency),
-        ("acquire", lambda c: c.bulkhead.acquisition_timeout),
-    ]
-    rows = [[name] + [_show(get(preset(name))) for _, get in columns[1:]] for name in PRESET_NAMES]
-    header = [title for title, _ in columns]
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    ]),
+    ("breaker", [
+        ("fails", lambda c: c.circuit_breaker.failure_threshold),
+        ("open", lambda c: c.circuit_breaker.recovery_timeout),
+    ]),
+    ("bulkhead", [
+        ("slots", lambda c: c.bulkhead.max_concurrency),
+        ("wait", lambda c: c.bulkhead.acquisition_timeout),
+    ]),
+]
+
+
+def presets_table() -> List[str]:
+    """One row per preset, every number read from :func:`resilient_requests.preset`;
+    fits 100 columns. The first line names the groups, the second the columns."""
+    gap = "  "
+    titles = ["preset"] + [title for _, group in _PRESET_COLUMNS for title, _ in group]
+    rows = [[name] + [_show(get(preset(name))) for _, group in _PRESET_COLUMNS for _, get in group]
+            for name in PRESET_NAMES]
+    widths = [max(len(r[i]) for r in [titles, *rows]) for i in range(len(titles))]
 
     def line(cells: List[str]) -> str:
         first = f"{cells[0]:<{widths[0]}}"
-        return "  ".join([first] + [f"{c:>{w}}" for c, w in zip(cells[1:], widths[1:])]).rstrip()
+        return gap.join([first] + [f"{c:>{w}}" for c, w in zip(cells[1:], widths[1:])]).rstrip()
 
-    lines = [line(header), line(["-" * w for w in widths])]
+    groups = " " * widths[0]
+    column = 1
+    for name, group in _PRESET_COLUMNS:
+        span = sum(widths[column:column + len(group)]) + len(gap) * (len(group) - 1)
+        groups += gap + f"{name:<{span}}"
+        column += len(group)
+    lines = [groups.rstrip(), line(titles), line(["-" * w for w in widths])]
     lines += [line(r) for r in rows]
     lines += [
         "",
-        "seconds: connect/read/write/pool/total (timeouts; total = the whole call, none = no bound),",
-        "min_wait/max_wait (between attempts; mult = backoff multiplier), recovery (breaker open),",
-        "acquire (wait for a bulkhead slot). attempts counts the first try; breaker = consecutive",
-        "failures that open it; bulkhead = calls in flight per session.",
+        "timeouts: connect, read, write (each send of the request), total (the whole call; none: no bound)",
+        "retries: attempts counts the first try; the wait before a retry starts at the first number",
+        "  of 'waits' and grows x 'mult' each time, up to the second (jittered: a random share of it)",
+        "breaker: opens after 'fails' failures in a row, stays open 'open' s before a trial call",
+        "bulkhead: 'slots' calls in flight per dependency; a call waits up to 'wait' s for a slot",
+        "Times are in seconds. Every setting of every preset: presets --json",
     ]
     return lines
+
+
+# -- what went wrong, in the user's terms --------------------------------------
+
+class CallRecord(Listener):
+    """Keeps the end of the command's one call: the attempts it made and how long it took
+    (the pipeline knows them; the exception it raises does not say)."""
+
+    def __init__(self) -> None:
+        self.finished: Optional[CallFinished] = None
+
+    def call_finished(self, event: CallFinished) -> None:
+        """The call ended."""
+        self.finished = event
+
+
+#: What happened, for each kind of failure :func:`resilient_requests.errors.classify`
+#: names: ``{origin}`` (``scheme://host[:port]``), ``{host}``, ``{port}``, the
+#: timeouts ``{connect}``/``{read}``/``{write}`` of the origin's config, and
+#: ``{detail}``: what the operating system, TLS or the proxy said.
+FAILURES: Mapping[str, str] = {
+    "pool timeout": "no pooled connection to {origin} was free in time",
+    "adapter retries exhausted": "{origin} kept failing and the mounted adapter's own retries gave up ({detail})",
+    "certificate error": "the TLS certificate of {origin} could not be verified ({detail})",
+    "TLS error": "the TLS connection to {origin} failed ({detail})",
+    "proxy unreachable": "could not connect to the proxy on the way to {origin} ({detail})",
+    "proxy connect timeout": "the proxy on the way to {origin} did not accept a connection within "
+                             "{connect} (the connect timeout)",
+    "tunnel refused": "the proxy refused to open a tunnel to {origin} ({detail})",
+    "proxy error": "the connection through the proxy to {origin} failed ({detail})",
+    "connect timeout": "{origin} did not accept a connection within {connect} "
+                       "(the connect timeout; --connect-timeout sets it)",
+    "name resolution failed": "could not resolve the host name {host} ({detail})",
+    "connection refused": "could not connect to {host} port {port}: {detail}",
+    "read timeout": "{origin} sent nothing for {read} (the read timeout; --timeout sets it)",
+    "send timeout": "sending the request to {origin} stalled for {write} (the write timeout)",
+    "body cut short": "{origin} closed the connection before the whole response arrived ({detail})",
+    "connection dropped": "{origin} closed the connection without a complete answer ({detail})",
+    "timeout": "{origin} timed out ({detail})",
+}
+
+_OWN_MODULES = ("urllib3", "requests", "resilient_requests")
+
+
+def _detail(error: BaseException, fallback: str) -> str:
+    """What the operating system, TLS or http.client said about ``error``: the first
+    exception in its chain that is none of urllib3's, requests' or ours."""
+    for cause in causes(error):  # a body cut short: urllib3's or http.client's IncompleteRead
+        partial, expected = getattr(cause, "partial", None), getattr(cause, "expected", None)
+        if isinstance(partial, bytes):
+            partial = len(partial)
+        if isinstance(partial, int) and isinstance(expected, int):
+            return f"{partial} of {partial + expected} bytes arrived"
+    for cause in causes(error):
+        if type(cause).__module__.split(".")[0] in _OWN_MODULES:
+            continue
+        verify = getattr(cause, "verify_message", None)
+        if verify:
+            return str(verify)
+        strerror = getattr(cause, "strerror", None)
+        if isinstance(cause, OSError) and strerror and not isinstance(cause, ssl.SSLError):
+            return str(strerror)
+        text = str(cause)
+        if text:
+            return text
+    return fallback
+
+
+def _origin_parts(url: str) -> Tuple[str, str, int]:
+    """``scheme://host[:port]`` (the port only if given), the host and the port of ``url``."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    try:
+        given = parts.port
+    except ValueError:
+        given = None
+    port = given or {"http": 80, "https": 443}.get(scheme, 0)
+    return f"{scheme}://{host}" + (f":{given}" if given else ""), host, port
+
+
+def _in_seconds(seconds: Optional[float]) -> str:
+    return "no limit" if seconds is None else f"{seconds:g} s"
+
+
+def _elapsed(seconds: float) -> str:
+    if seconds < 1:
+        return f"{seconds * 1000:.0f} ms"
+    return f"{seconds:.2f} s" if seconds < 10 else f"{seconds:.1f} s"
+
+
+def _suggested_url(url: str) -> Optional[str]:
+    """``url`` with the scheme it probably lacks or misspells, else ``None``."""
+    if "://" not in url:
+        return "http://" + url.lstrip("/")
+    scheme, rest = url.split("://", 1)
+    close = difflib.get_close_matches(scheme.lower(), ["http", "https"], n=1, cutoff=0.6)
+    return f"{close[0]}://{rest}" if close else None
+
+
+def _bad_url(error: BaseException, url: str) -> Optional[str]:
+    """A usage error about the URL, with a hint; ``None`` if ``error`` is not one."""
+    if isinstance(error, requests.exceptions.MissingSchema) or (
+            isinstance(error, requests.exceptions.InvalidSchema) and "://" not in url):
+        hint = _suggested_url(url)
+        return f"{url!r} has no scheme; did you mean {hint}?"
+    if isinstance(error, requests.exceptions.InvalidSchema):
+        scheme = url.split("://", 1)[0]
+        hint = _suggested_url(url)
+        tail = f"; did you mean {hint}?" if hint else ""
+        return f"{url!r}: {scheme}:// is not supported, only http:// and https://{tail}"
+    if isinstance(error, requests.exceptions.URLRequired):
+        return "no URL given"
+    return None
+
+
+def _tries(finished: Optional[CallFinished], noun: str = "attempt") -> str:
+    """How many attempts the call made and for how long; or that nothing was sent."""
+    if finished is None or finished.attempts == 0:
+        return "nothing was sent"
+    n = finished.attempts
+    return f"{n} {noun}{'s' if n != 1 else ''} in {_elapsed(finished.elapsed)}"
+
+
+def _not_retried(error: BaseException, config: ClientConfig, finished: Optional[CallFinished]) -> str:
+    """Why a failure that a GET would have retried was not: the method is not idempotent."""
+    if finished is None or finished.attempts != 1 or config.retry.max_attempts < 2:
+        return ""
+    if finished.method in IDEMPOTENT_METHODS:
+        return ""
+    request = getattr(error, "request", None)
+    if request is not None and "Idempotency-Key" in request.headers:
+        return ""
+    response = getattr(error, "response", None)
+    if response is not None and response.status_code in config.retry.retry_on_status:
+        retryable = True
+    else:
+        retryable = classify(error).retry is RetryWhen.IDEMPOTENT
+    if not retryable:
+        return ""
+    return (f" (a {finished.method} is not sent again once it may have reached the server; "
+            "-H 'Idempotency-Key: <unique key>' allows it)")
+
+
+def describe_failure(error: BaseException, url: str, config: ClientConfig,
+                     finished: Optional[CallFinished] = None) -> str:
+    """What went wrong with the call to ``url``, in the user's terms: the origin, what
+    failed or timed out (and after how long), and the attempts made (``finished``,
+    from the pipeline's :class:`~resilient_requests.events.CallFinished`). The kind
+    comes from :func:`resilient_requests.errors.classify`, as everywhere else; no
+    class of urllib3's or of ours is named."""
+    bad_url = _bad_url(error, url)
+    if bad_url is not None:
+        return bad_url
+    request = getattr(error, "request", None)
+    target = getattr(request, "url", None) or url
+    origin, host, port = _origin_parts(target)
+    settings = config.policy_for(origin_of(target))[1]  # a dependency's own timeouts and retries
+    tries = _tries(finished) + _not_retried(error, settings, finished)
+    if isinstance(error, requests.TooManyRedirects):
+        return (f"{url} redirected more than {DEFAULT_REDIRECT_LIMIT} times without a final "
+                f"answer (a redirect loop?); {_tries(finished, 'request')}")
+    if isinstance(error, (ClientError, ServerError)):
+        return f"{error}; {tries}"
+    if isinstance(error, DeadlineExceededError):
+        total = settings.timeout.total
+        if total is None or "bulkhead" in str(error):  # deadline= of the caller's; or while waiting for a slot
+            return f"{error}; {tries}"
+        return (f"{origin} had not answered when the deadline of {_in_seconds(total)} for the whole "
+                f"call passed (--deadline sets it); {tries}")
+    if isinstance(error, (RateLimitedError, ThrottledError)):
+        return f"{error}; {tries}"
+    if isinstance(error, CircuitOpenError):
+        when = (f"next trial in {error.retry_after:.1f} s" if error.retry_after > 0
+                else "its trial calls are in flight")
+        return (f"the circuit breaker for {error.origin or origin} is open after recent failures "
+                f"({when}); {tries}")
+    verdict = classify(error)
+    if isinstance(error, PoolTimeoutError) and verdict.name != "pool timeout":
+        return f"{error} (calls to {origin}); {tries}"  # the bulkhead's own words
+    if verdict is PASS_THROUGH:
+        if isinstance(error, requests.exceptions.ContentDecodingError):
+            return f"the answer from {origin} could not be decoded (its Content-Encoding is wrong); {tries}"
+        text = _POOL_REPR.sub(r"\1:\2", str(error)) or type(error).__name__
+        if isinstance(error, requests.exceptions.InvalidURL) and url not in text:
+            text = f"invalid URL {url!r}: {text}"
+        return text if exit_code_for(error) == EXIT_USAGE else f"{text}; {tries}"
+    template = FAILURES.get(verdict.name, "{origin}: " + verdict.name + " ({detail})")
+    timeouts = settings.timeout
+    what = template.format(
+        origin=origin, host=host, port=port, detail=_detail(error, verdict.name),
+        connect=_in_seconds(timeouts.connect), read=_in_seconds(timeouts.read), write=_in_seconds(timeouts.write),
+    )
+    return f"{what}; {tries}"
+
+
+#: urllib3's ``HTTPConnectionPool(host='h', port=80)`` (and our subclasses' names) in a message.
+_POOL_REPR = re.compile(r"\b_?HTTPS?(?:Connection)?(?:Pool)?\(host='([^']*)', port=(\d+)\)")
 
 
 # -- verbose output ----------------------------------------------------------
@@ -294,7 +538,8 @@ class VerboseListener(Listener):
 
     def attempt_failed(self, event: AttemptFailed) -> None:
         """An attempt failed: its number and why."""
-        self._say(f"attempt {event.attempt} failed: {event.reason}")
+        why = event.reason if event.exception is None else _kind_of(event.exception)
+        self._say(f"attempt {event.attempt} failed: {why}")
 
     def retry_scheduled(self, event: RetryScheduled) -> None:
         """A retry was scheduled: the wait before it."""
@@ -314,9 +559,24 @@ class VerboseListener(Listener):
 
     def call_finished(self, event: CallFinished) -> None:
         """The call ended: status or exception, attempts, elapsed time."""
-        result = f"status {event.status}" if event.status is not None else type(event.exception).__name__
+        result = (f"status {event.status}" if event.status is not None
+                  else _kind_of(event.exception) if event.exception is not None else "no answer")
         self._say(f"finished: {result} after {event.attempts} attempt(s) in {event.elapsed:.3f}s "
                   f"({event.outcome})")
+
+
+def _kind_of(error: BaseException) -> str:
+    """The kind of failure ``error`` is, and what the system said: ``connection refused
+    (Connection refused)``; no class names."""
+    if isinstance(error, DeadlineExceededError):
+        return "deadline exceeded"
+    if isinstance(error, CircuitOpenError):
+        return "circuit open"
+    verdict = classify(error)
+    if verdict is PASS_THROUGH:
+        return _POOL_REPR.sub(r"\1:\2", str(error)) or verdict.name
+    detail = _detail(error, "")
+    return f"{verdict.name} ({detail})" if detail and detail.lower() != verdict.name else verdict.name
 
 
 def _describe_call(config: ClientConfig) -> str:
@@ -397,7 +657,7 @@ def _configured(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Tu
         config, where = load_config(args.preset, args.config_file)
         config = tuned(config, timeout=args.timeout, connect_timeout=args.connect_timeout,
                        deadline=args.deadline, retries=args.retries)
-    except (ValueError, TypeError, OSError, RuntimeError) as error:
+    except (ValueError, TypeError, OSError, RuntimeError, ImportError) as error:
         parser.exit(EXIT_USAGE, f"{parser.prog}: configuration: {error}\n")
     return config, where
 
@@ -460,23 +720,28 @@ def _run_request(parser: argparse.ArgumentParser, args: argparse.Namespace) -> i
 
     response: Optional[requests.Response] = None
     code = EXIT_OK
+    record = CallRecord()
     with ResilientSession(config) as session:
         if args.verbose:
             session.add_listener(VerboseListener(err))
+        session.add_listener(record)
+        url = session.absolute_url(args.url)
         try:
             response = session.request(method, args.url, data=data, headers=headers)
         except requests.RequestException as error:
             code = exit_code_for(error)
             if isinstance(error, (ClientError, ServerError)):
                 response = error.response  # the config has raise_for_status=True
-            print(f"{prog}: {_KIND[code]}: {error}", file=err, flush=True)
+            print(f"{prog}: {_KIND[code]}: {describe_failure(error, url, config, record.finished)}",
+                  file=err, flush=True)
         if response is not None:
             if args.verbose:
                 _verbose_exchange(response, err)
             failure = error_for_status(response)
             if failure is not None and code == EXIT_OK:
                 code = exit_code_for(failure)
-                print(f"{prog}: {_KIND[code]}: {failure}", file=err, flush=True)
+                print(f"{prog}: {_KIND[code]}: {describe_failure(failure, url, config, record.finished)}",
+                      file=err, flush=True)
             written = _write_response(response, args, prog)
             if written != EXIT_OK and code == EXIT_OK:
                 code = written
@@ -719,6 +984,15 @@ def description() -> str:
         "Requests with timeouts, retries, per-origin circuit breakers and a bulkhead, from the "
         "shell: one call (get/post/put/delete), the presets, the effective config, or the demo.",
         width=79)
+
+
+def version() -> str:
+    """What ``--version`` prints after the program's name: this library's version and
+    those of what it runs on."""
+    from . import __version__
+
+    return (f"{__version__} (requests {getattr(requests, '__version__', '?')}, "
+            f"urllib3 {getattr(urllib3, '__version__', '?')}, Python {platform.python_version()})")
 
 
 def epilog() -> str:

@@ -58,7 +58,7 @@ __all__ = ["Compartment", "Registry", "REGISTRY", "COUNTERS", "policy_key", "bre
 
 #: The counters of :meth:`Compartment.snapshot`, in order.
 COUNTERS = ("calls", "successes", "failures", "retries", "short_circuited", "rejected", "throttled", "hedges",
-            "rate_limited")
+            "rate_limited", "not_sent")
 
 
 def _lease(config: ClientConfig) -> float:

@@ -89,6 +89,22 @@ def _is_url(text: str) -> bool:
     return text.lower().startswith(("http://", "https://"))
 
 
+#: What to install for a Redis ``storage``.
+REDIS_HINT = "pip install 'resilient_requests[redis]'"
+
+
+def require_redis(needed_by: str = "a Redis storage") -> Any:
+    """The ``redis`` module, with what :func:`.shared_state.connect` uses of it; else an
+    ``ImportError`` saying that ``needed_by`` needs it and what to install."""
+    try:
+        import redis
+        import redis.backoff  # noqa: F401
+        import redis.retry  # noqa: F401
+    except ImportError as error:
+        raise ImportError(f"{needed_by} needs the redis package: {REDIS_HINT} ({error})") from None
+    return redis
+
+
 def _instance(obj: object, name: str, cls: type) -> None:
     value = getattr(obj, name)
     if not isinstance(value, cls):
@@ -257,6 +273,9 @@ class CircuitBreakerConfig:
                 raise ValueError(
                     f"CircuitBreakerConfig.storage must be a redis://, rediss:// or unix:// URL, got {storage!r}"
                 )
+            # Here, not at the first call: a missing package is a deployment's mistake,
+            # best seen when the config is read. (No URL in the message: it may hold a password.)
+            require_redis("CircuitBreakerConfig.storage (a Redis URL)")
         elif storage is not None and not (hasattr(storage, "register_script") and hasattr(storage, "hmget")):
             raise TypeError(
                 f"CircuitBreakerConfig.storage must be None, a Redis URL or a redis.Redis client, got {storage!r}"

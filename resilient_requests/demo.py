@@ -7,8 +7,10 @@ replies), an *outage* (every request hangs: no reply, the connection stays
 open) and *recovery* (healthy again). The same paced batch of GET calls runs
 on a ``ThreadPoolExecutor`` twice, first through a plain ``requests.Session``
 with a legacy script's timeout, then through a :class:`ResilientSession`, each
-against a fresh server. Then a table compares what the callers saw and what
-the upstream received.
+against a fresh server. The report leads with a short table of what to take
+away (the threads kept free, the requests spared during the outage, p99, and
+"succeeded" split into answers on time and late), then the details, the
+breaker's timeline, how the run was set up, and where to go next.
 
 Everything stays on 127.0.0.1; every server, session and thread started here
 is stopped before :func:`run` returns.
@@ -211,6 +213,17 @@ class CallResult:
     latency: float  # from when it was due (so waiting for a free thread counts) to its return
     outcome: str  # OK, FAILED, CIRCUIT_OPEN or BULKHEAD_FULL
     detail: str  # the status code or the exception's class name
+    queued: float = 0.0  # from when it was due to when a thread took it
+
+    @property
+    def began(self) -> float:
+        """When a thread took the call, in seconds from the start of the run."""
+        return self.due + self.queued
+
+    @property
+    def ended(self) -> float:
+        """When the call returned, in seconds from the start of the run."""
+        return self.due + self.latency
 
 
 @dataclass
@@ -233,6 +246,28 @@ class RunResult:
     def late(self, after: float) -> int:
         """Calls that succeeded more than ``after`` seconds after they were due."""
         return sum(1 for c in self.calls if c.outcome == OK and c.latency > after)
+
+    def on_time(self, after: float) -> int:
+        """Calls that succeeded within ``after`` seconds of being due."""
+        return self.count(OK) - self.late(after)
+
+    def busiest(self, start: float, end: float) -> int:
+        """The most calls in progress at once (threads held) between ``start`` and ``end``."""
+        edges: List[Tuple[float, int]] = []
+        for c in self.calls:
+            began, ended = max(c.began, start), min(c.ended, end)
+            if began < ended:
+                edges += [(began, 1), (ended, -1)]
+        edges.sort()  # at the same instant, a thread given back (-1) before one taken
+        held = most = 0
+        for _, step in edges:
+            held += step
+            most = max(most, held)
+        return most
+
+    def longest_queue(self) -> float:
+        """The longest any call waited for a free thread."""
+        return max((c.queued for c in self.calls), default=0.0)
 
     def percentile(self, q: float) -> float:
         """The ``q`` quantile (nearest rank) of every call's latency."""
@@ -259,6 +294,9 @@ class RunResult:
             "calls": len(self.calls),
             "succeeded": self.count(OK),
             "succeeded_late": self.late(plan.late_after),
+            "succeeded_on_time": self.on_time(plan.late_after),
+            "fewest_threads_free_in_outage": plan.workers - self.busiest(*plan.phases()[1][1:]),
+            "longest_wait_for_a_thread_s": round(self.longest_queue(), 4),
             "failed": self.count(FAILED),
             "failed_fast": self.count(*FAILED_FAST),
             "circuit_open": self.count(CIRCUIT_OPEN),
@@ -310,11 +348,12 @@ def _resilient_call(session: ResilientSession) -> Call:
 
 
 def _timed(call: Call, url: str, due: float, started: float) -> CallResult:
+    queued = time.monotonic() - (started + due)
     try:
         outcome, detail = call(url)
     except Exception as exc:  # a bug, not an outcome: reported as a failure, without a traceback
         outcome, detail = FAILED, f"unexpected {type(exc).__name__}"
-    return CallResult(due, time.monotonic() - (started + due), outcome, detail)
+    return CallResult(due, time.monotonic() - (started + due), outcome, detail, max(0.0, queued))
 
 
 def _drive(client: str, plan: Plan, server: FaultServer, call: Call) -> RunResult:
@@ -375,31 +414,124 @@ def run_resilient(plan: Plan, config: ClientConfig, log: _LibraryLog) -> RunResu
 
 # -- output ------------------------------------------------------------------
 
-def _config_lines(config: ClientConfig) -> List[str]:
-    """``config`` as the constructor calls that build it, one sub-config a line."""
-    def value(v: Any) -> str:
-        if isinstance(v, frozenset):
-            return "{" + ", ".join(repr(x) for x in sorted(v)) + "}"
-        return repr(v)
+#: Where to read on, printed at the end of the report (paths in the source repository).
+NEXT_STEPS: Tuple[Tuple[str, str], ...] = (
+    ("docs/index.md", "the documentation: each layer, the configuration, what fails how"),
+    ("docs/guides/web-apps.md", "web views (Flask, Django): the web preset, a bulkhead per worker"),
+    ("docs/guides/rate-limited-apis.md", "batch jobs against an API that limits its rate"),
+    ("resilient-requests presets", "the presets' settings, to start from one of them"),
+    ("resilient-requests get -v URL", "one call, with each attempt, wait and breaker change"),
+)
 
-    lines, rest = [], []
+_COLUMNS = ("plain requests", "ResilientSession")
+
+
+def _value(v: Any) -> str:
+    if isinstance(v, frozenset):
+        return "{" + ", ".join(repr(x) for x in sorted(v)) + "}"
+    return repr(v)
+
+
+def _config_lines(config: ClientConfig) -> List[str]:
+    """``config`` as the constructor call that builds it, one sub-config a line,
+    naming only the settings that differ from the defaults."""
+    default = ClientConfig()
+    parts: List[str] = []
     for f in dataclasses.fields(config):
-        v = getattr(config, f.name)
-        if dataclasses.is_dataclass(v):
-            args = ", ".join(f"{g.name}={value(getattr(v, g.name))}" for g in dataclasses.fields(v))
-            lines.append(f"{f.name}={type(v).__name__}({args}),")
-        else:
-            rest.append(f"{f.name}={value(v)}")
-    lines.append(", ".join(rest))
-    wrapped = ["ClientConfig("]
-    for line in lines:
-        wrapped += textwrap.wrap(line, width=96, initial_indent="    ", subsequent_indent="        ",
-                                 break_on_hyphens=False)
-    return wrapped + [")"]
+        v, d = getattr(config, f.name), getattr(default, f.name)
+        if dataclasses.is_dataclass(v) and not isinstance(v, type):
+            changed = [f"{g.name}={_value(getattr(v, g.name))}" for g in dataclasses.fields(v)
+                       if getattr(v, g.name) != getattr(d, g.name)]
+            if changed:
+                parts.append(f"{f.name}={type(v).__name__}({', '.join(changed)}),")
+        elif v != d:
+            parts.append(f"{f.name}={_value(v)},")
+    lines = ["ClientConfig("]
+    for part in parts:
+        lines += textwrap.wrap(part, width=96, initial_indent="    ", subsequent_indent="        ",
+                               break_on_hyphens=False)
+    return lines + [")  # every other setting: its default"]
 
 
 def _seconds(x: float) -> str:
     return f"{x:g} s"
+
+
+def _grid(title: str, rows: List[Tuple[str, str, str]]) -> List[str]:
+    """``rows`` of (label, plain, resilient) under a header titled ``title``."""
+    width = max(len(title), *(len(label) for label, _, _ in rows)) + 2
+    header = f"{title:<{width}}{_COLUMNS[0]:>16}{_COLUMNS[1]:>19}"
+    lines = [header, "-" * len(header)]
+    return lines + [f"{label:<{width}}{a:>16}{b:>19}" for label, a, b in rows]
+
+
+def _outage(plan: Plan) -> Tuple[float, float]:
+    _, start, end = plan.phases()[1]
+    return start, end
+
+
+def _free(plan: Plan, result: RunResult) -> int:
+    """The fewest of the caller's threads free at any moment of the outage."""
+    return plan.workers - result.busiest(*_outage(plan))
+
+
+def _failed(result: RunResult) -> str:
+    fast = result.count(*FAILED_FAST)
+    total = result.count(FAILED) + fast
+    return f"{total} ({fast} at once)" if fast else str(total)
+
+
+def _summary(plan: Plan, plain: RunResult, resilient: RunResult) -> List[str]:
+    """The short table: what a user should take away."""
+    late = _seconds(plan.late_after)
+    p_out = plain.upstream_by_phase.get("outage", 0)
+    r_out = resilient.upstream_by_phase.get("outage", 0)
+    spared = f"{r_out} ({p_out - r_out} spared)" if p_out > r_out else str(r_out)
+    return _grid("In short", [
+        ("threads free during the outage, at worst",
+         f"{_free(plan, plain)} of {plan.workers}", f"{_free(plan, resilient)} of {plan.workers}"),
+        ("requests sent while the upstream was down", str(p_out), spared),
+        ("latency p99 (from when a call was due)",
+         f"{plain.percentile(0.99):.2f} s", f"{resilient.percentile(0.99):.2f} s"),
+        (f"succeeded on time (within {late} of due)",
+         str(plain.on_time(plan.late_after)), str(resilient.on_time(plan.late_after))),
+        (f"succeeded late (more than {late} after due)",
+         str(plain.late(plan.late_after)), str(resilient.late(plan.late_after))),
+        ("failed", _failed(plain), _failed(resilient)),
+    ])
+
+
+def _due_in_outage(plan: Plan, result: RunResult, outcome: str) -> int:
+    start, end = _outage(plan)
+    return sum(1 for c in result.calls if start <= c.due < end and c.outcome == outcome)
+
+
+def _failed_fast_after(plan: Plan, result: RunResult) -> int:
+    _, end = _outage(plan)
+    return sum(1 for c in result.calls if c.due >= end and c.outcome in FAILED_FAST)
+
+
+def _summary_text(plan: Plan, plain: RunResult, resilient: RunResult) -> List[str]:
+    """What the short table means, "succeeded" above all."""
+    late = _seconds(plan.late_after)
+    held = ("every one of its" if _free(plan, plain) == 0
+            else f"up to {plan.workers - _free(plan, plain)} of its")
+    r_late = resilient.late(plan.late_after)
+    text = (
+        f"\"Succeeded\" means an answer came back at all; on time means within {late} of when the "
+        f"call was due. Plain requests got {plain.count(OK)} answers, but {plain.late(plan.late_after)} "
+        f"of them late: while the upstream was down, {held} {plan.workers} threads sat out "
+        f"the {_seconds(plan.plain_timeout)} timeout on a dead connection, and the calls behind them "
+        f"waited for a thread (up to {plain.longest_queue():.1f} s). ResilientSession failed "
+        f"{resilient.count(*FAILED_FAST)} calls at once, without sending anything, and so kept "
+        f"{_free(plan, resilient)} or more threads free and answered "
+        f"{'nothing' if r_late == 0 else f'only {r_late} calls'} late. The price: of the "
+        f"calls due during the outage it answered {_due_in_outage(plan, resilient, OK)}, plain "
+        f"requests {_due_in_outage(plan, plain, OK)} (late, or in time by waiting into the "
+        f"recovery); and after the upstream was back, {_failed_fast_after(plan, resilient)} calls "
+        f"still failed fast until a trial call closed the breaker."
+    )
+    return textwrap.wrap(text, width=100)
 
 
 def _table(plan: Plan, plain: RunResult, resilient: RunResult) -> List[str]:
@@ -410,8 +542,9 @@ def _table(plan: Plan, plain: RunResult, resilient: RunResult) -> List[str]:
         rows.append((label, str(get(plain)), str(get(resilient))))
 
     row("calls", lambda r: len(r.calls))
-    row("succeeded", lambda r: r.count(OK))
-    row(f"  of them more than {late} after due", lambda r: r.late(plan.late_after))
+    row("succeeded (an answer came back)", lambda r: r.count(OK))
+    row(f"  on time (within {late} of due)", lambda r: r.on_time(plan.late_after))
+    row(f"  late (more than {late} after due)", lambda r: r.late(plan.late_after))
     row("failed (error after trying)", lambda r: r.count(FAILED))
     row("failed fast (no network I/O)", lambda r: r.count(*FAILED_FAST))
     row("  circuit open (CircuitOpenError)", lambda r: r.count(CIRCUIT_OPEN))
@@ -422,16 +555,14 @@ def _table(plan: Plan, plain: RunResult, resilient: RunResult) -> List[str]:
                         ("recovery", "  in recovery (and after)")):
         row(label, cast(Callable[[RunResult], Any], lambda r, n=name: r.upstream_by_phase.get(n, 0)))
     row("peak requests in flight upstream", lambda r: r.peak_in_flight)
+    row("longest wait for a free thread (s)", lambda r: f"{r.longest_queue():.3f}")
     row("latency p50 (s)", lambda r: f"{r.percentile(0.50):.3f}")
     row("latency p99 (s)", lambda r: f"{r.percentile(0.99):.3f}")
     row("breaker transitions", lambda r: "-" if r.retries is None else
         f"{len(r.transitions)} ({r.opened()} to open)")
     row("wall time (s)", lambda r: f"{r.wall:.1f}")
 
-    width = max(len(label) for label, _, _ in rows) + 2
-    header = f"{'':<{width}}{'plain requests':>16}{'ResilientSession':>19}"
-    lines = [header, "-" * len(header)]
-    lines += [f"{label:<{width}}{a:>16}{b:>19}" for label, a, b in rows]
+    lines = _grid("In detail", rows)
     if max(plain.peak_in_flight, resilient.peak_in_flight) > plan.workers:
         lines.append("(the upstream counts a hung request until it sees the client hang up, which it "
                      "checks every 50 ms,")
@@ -454,29 +585,52 @@ def _kinds(result: RunResult) -> str:
 
 
 def _explanation(plan: Plan, config: ClientConfig, plain: RunResult, resilient: RunResult) -> List[str]:
-    p_out = plain.upstream_by_phase.get("outage", 0)
     r_out = resilient.upstream_by_phase.get("outage", 0)
     bulkhead = config.bulkhead.max_concurrency
     text = (
-        f"What the numbers show. During the outage the upstream took every request and never "
-        f"answered. Plain requests sent it {p_out} requests there: each of its {plan.workers} "
-        f"threads sat out the full {_seconds(plan.plain_timeout)} timeout on a dead connection while "
-        f"the other calls queued behind them, so {plain.late(plan.late_after)} calls that did succeed "
-        f"came back more than {_seconds(plan.late_after)} after they were due (p99 "
-        f"{plain.percentile(0.99):.1f} s). ResilientSession sent {r_out}: the bulkhead let at most {bulkhead} calls wait on "
-        f"the upstream at a time (peak {resilient.peak_in_flight}), the breaker opened after "
-        f"{config.circuit_breaker.failure_threshold} failures in a row and, while open, let out only "
-        f"one trial call {_seconds(config.circuit_breaker.recovery_timeout)} after each opening; "
-        f"{resilient.count(*FAILED_FAST)} calls failed fast without touching the network "
-        f"({resilient.count(CIRCUIT_OPEN)} on the open breaker, {resilient.count(BULKHEAD_FULL)} on "
-        f"the full bulkhead), and its "
-        f"threads stayed free (p99 {resilient.percentile(0.99):.2f} s). The price: calls due in the "
-        f"outage fail at once instead of, for some, succeeding late; and right after the upstream "
-        f"recovers they keep failing fast until the next trial call closes the breaker. In the "
-        f"healthy phases its retries hid most of the 503s that plain requests passed on "
-        f"(failures - plain: {_kinds(plain)}; resilient: {_kinds(resilient)})."
+        f"How ResilientSession did it. It sent {r_out} requests to the dead upstream: the bulkhead "
+        f"let at most {bulkhead} calls wait on it at a time (peak {resilient.peak_in_flight}), the "
+        f"breaker opened after {config.circuit_breaker.failure_threshold} failures in a row and, "
+        f"while open, let out only one trial call {_seconds(config.circuit_breaker.recovery_timeout)} "
+        f"after each opening; {resilient.count(CIRCUIT_OPEN)} calls failed fast on the open breaker "
+        f"and {resilient.count(BULKHEAD_FULL)} on the full bulkhead. In the healthy phases its "
+        f"retries hid most of the 503s that plain requests passed on (failures - plain: "
+        f"{_kinds(plain)}; resilient: {_kinds(resilient)})."
     )
     return textwrap.wrap(text, width=100)
+
+
+def _setup(plan: Plan, config: ClientConfig) -> List[str]:
+    """How the demo was run: the upstream's phases, the load, the two clients."""
+    scaled = " (the full run's timeout=5, x0.25)" if plan.quick else ""
+    labels = {
+        "healthy": f"healthy: ~{plan.error_rate:.0%} 503, ~{plan.slow_rate:.0%} slow "
+                   f"({_seconds(plan.slow_delay)}), the rest fast 200s",
+        "outage": f"OUTAGE: every request hangs (no reply, connection held, up to "
+                  f"{_seconds(plan.hang_limit)})",
+        "recovery": "recovery: healthy again",
+    }
+    lines = textwrap.wrap(f"How it was run. Upstream: a FaultServer on 127.0.0.1 (a fresh one for each "
+                          f"client), GET {PATH}?n=<call>; its phases, in seconds from the start of each run:",
+                          width=100)
+    lines += [f"  {start:6.2f} - {end:6.2f}  {labels[name]}" for name, start, end in plan.phases()]
+    lines += textwrap.wrap(
+        f"Load: {plan.calls} GET calls, one every {plan.interval * 1000:.0f} ms, on a "
+        f"ThreadPoolExecutor(max_workers={plan.workers}); latency counts from when a call was due, "
+        "so waiting for a free thread counts.", width=100)
+    lines += textwrap.wrap(
+        f"plain requests: one requests.Session() for all threads, session.get(url, "
+        f"timeout={plan.plain_timeout:g}){scaled} -- a timeout like the one an average legacy "
+        "script passes; many pass none, and would hang for as long as the upstream does.",
+        width=100, initial_indent="  ", subsequent_indent="      ")
+    lines.append("  ResilientSession: one ResilientSession(config) for all threads, session.get(url), with")
+    lines += ["    " + line for line in _config_lines(config)]
+    return lines
+
+
+def _next_steps() -> List[str]:
+    width = max(len(where) for where, _ in NEXT_STEPS) + 2
+    return ["Where to go next:"] + [f"  {where:<{width}}{what}" for where, what in NEXT_STEPS]
 
 
 def run(quick: bool = False, seed: int = 1, json_line: bool = False,
@@ -491,34 +645,14 @@ def run(quick: bool = False, seed: int = 1, json_line: bool = False,
             print(line, file=out)
         out.flush()
 
-    run_s = 2 * plan.duration
-    say(f"resilient_requests demo ({'--quick, every duration x0.25' if quick else 'full run'}, "
-        f"seed {seed}): two runs of about {plan.duration:g} s each, {run_s:g} s in all.", "")
-    say(f"Upstream: a FaultServer on 127.0.0.1 (a fresh one for each client), GET {PATH}?n=<call>.",
-        "Phases, in seconds from the start of each run:")
-    labels = {
-        "healthy": f"healthy: ~{plan.error_rate:.0%} 503, ~{plan.slow_rate:.0%} slow "
-                   f"({_seconds(plan.slow_delay)}), the rest fast 200s",
-        "outage": f"OUTAGE: every request hangs (no reply, connection held, up to "
-                  f"{_seconds(plan.hang_limit)})",
-        "recovery": "recovery: healthy again",
-    }
-    for name, start, end in plan.phases():
-        say(f"  {start:6.2f} - {end:6.2f}  {labels[name]}")
+    healthy, outage, recovery = (end - start for _, start, end in plan.phases())
     say(*textwrap.wrap(
-        f"Load: {plan.calls} GET calls, one every {plan.interval * 1000:.0f} ms, on a "
-        f"ThreadPoolExecutor(max_workers={plan.workers}); latency counts from when a call was due, "
-        "so waiting for a free thread counts.", width=100), "")
-    scaled = " (the full run's timeout=5, x0.25)" if quick else ""
-    say("Clients, one after the other:")
-    say(*textwrap.wrap(
-        f"plain requests: one requests.Session() for all threads, session.get(url, "
-        f"timeout={plan.plain_timeout:g}){scaled} -- a timeout like the one an average legacy "
-        "script passes; many pass none, and would hang for as long as the upstream does.",
-        width=100, initial_indent="  ", subsequent_indent="      "))
-    say("  ResilientSession: one ResilientSession(config) for all threads, session.get(url), with")
-    say(*("    " + line for line in _config_lines(config)))
-    say("")
+        f"resilient_requests demo ({'--quick, every duration x0.25' if quick else 'full run'}, "
+        f"seed {seed}): the same {plan.calls} GET calls from {plan.workers} threads, first through "
+        f"plain requests (timeout={plan.plain_timeout:g}), then through ResilientSession, against a "
+        f"local upstream that is healthy for {_seconds(healthy)}, then down for {_seconds(outage)} "
+        f"(every request hangs), then healthy again for {_seconds(recovery)}. About "
+        f"{2 * plan.duration:g} s in all.", width=100), "")
 
     with _library_log_captured() as log:
         say("running plain requests ...")
@@ -526,9 +660,13 @@ def run(quick: bool = False, seed: int = 1, json_line: bool = False,
         say("running ResilientSession ...", "")
         resilient = run_resilient(plan, config, log)
 
-    say(*_table(plan, plain, resilient))
+    say(*_summary(plan, plain, resilient))
+    say("", *_summary_text(plan, plain, resilient))
+    say("", *_table(plan, plain, resilient))
     say("", *_timeline(plan, resilient))
     say("", *_explanation(plan, config, plain, resilient))
+    say("", *_setup(plan, config))
+    say("", *_next_steps())
     if json_line:
         say("", json.dumps({
             "seed": seed, "quick": quick, "phases": {n: [s, e] for n, s, e in plan.phases()},

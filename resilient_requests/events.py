@@ -97,7 +97,8 @@ class CallFinished:
     exception: Optional[BaseException]
     attempts: int
     elapsed: float  # seconds, bulkhead wait included
-    outcome: str  # "success", "failure", or "short_circuited" (an open breaker met mid-call)
+    outcome: str  # "success", "failure", "short_circuited" (an open breaker met mid-call), or
+    # "not_sent": failed before any attempt, not for the origin's sake (an invalid URL, header or timeout)
 
 
 class Listener:

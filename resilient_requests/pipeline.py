@@ -43,7 +43,7 @@ from . import deadline as deadlines
 from .bulkhead import Bulkhead
 from .compartments import REGISTRY, Compartment, Registry
 from .config import IDEMPOTENT_METHODS, BulkheadConfig, ClientConfig
-from .errors import RetryWhen, Verdict, classify, to_raise
+from .errors import PASS_THROUGH, RetryWhen, Verdict, classify, to_raise
 from .events import (
     AttemptFailed,
     BulkheadRejected,
@@ -136,6 +136,9 @@ class Pipeline:
         The outcome is charged to the dependency that gave it (a redirect's
         target); one that answered with a redirect the call followed is charged a success."""
         call.stop()
+        if error is not None and call.attempts == 0 and classify(error) is PASS_THROUGH:
+            self._not_sent(call, error)
+            return
         if isinstance(error, CircuitOpenError):
             outcome = "short_circuited"
         elif error is not None or (response is not None and response.status_code in call.route.failure_statuses):
@@ -157,6 +160,21 @@ class Pipeline:
                 state.origin, call.method, loggable_url(call.url), call.request_id,
                 response.status_code if response is not None else None, error,
                 call.attempts, time.monotonic() - call.started, outcome,
+            ))
+
+    def _not_sent(self, call: "Call", error: BaseException) -> None:
+        """End a call that failed before any attempt with an error that is no
+        transport failure: requests could not prepare it (an invalid URL or
+        header), or its arguments were wrong (a timeout of ``"5"``). The origin
+        never saw it, so it is none of its ``calls`` and ``failures`` (nor its
+        breaker's or throttle's business): it is counted as ``not_sent``, where
+        a caller's bug stays visible without making a healthy origin look sick."""
+        state = call.current
+        state.count("not_sent")
+        if self.events.listeners:
+            self.events.emit("call_finished", CallFinished(
+                state.origin, call.method, loggable_url(call.url), call.request_id, None, error,
+                0, time.monotonic() - call.started, "not_sent",
             ))
 
     def close(self) -> None:

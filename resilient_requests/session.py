@@ -21,6 +21,7 @@ import requests
 from requests.adapters import BaseAdapter
 from requests.sessions import merge_setting
 from urllib3 import PoolManager
+from urllib3.util import Timeout
 
 from . import forking
 from .breaker import CircuitState
@@ -78,27 +79,54 @@ def _logger_for(config: ClientConfig) -> logging.Logger:
     return logger
 
 
+def _not_a_config(config: Any) -> str:
+    """Why ``config`` cannot be a session's config, and what to pass instead."""
+    message = f"ResilientSession config must be a ClientConfig, got {config!r}"
+    if isinstance(config, Mapping):
+        return (message + ": build one from a mapping with ClientConfig.from_dict(...), e.g. "
+                "ResilientSession(ClientConfig.from_dict({'retry': {'max_attempts': 3}}))")
+    if isinstance(config, str):
+        return message + ": for a preset, pass preset(name) (resilient_requests.preset)"
+    return message
+
+
+def _with_base_url(config: ClientConfig, base_url: str) -> ClientConfig:
+    """``config`` with ``base_url``; a config with a different one is a conflict."""
+    if config.base_url is not None and config.base_url != base_url:
+        raise ValueError(
+            f"ResilientSession got base_url={base_url!r} and a config with "
+            f"base_url={config.base_url!r}; pass one of them"
+        )
+    if config.base_url == base_url:
+        return config
+    return config.replace(base_url=base_url)
+
+
 class ResilientSession(requests.Session):
     """A ``requests.Session`` with timeouts, retries, per-origin circuit
     breakers and a bulkhead around every call. See :mod:`resilient_requests`."""
 
     __attrs__ = requests.Session.__attrs__ + ["config"]
 
-    def __init__(self, config: Optional[ClientConfig] = None, *, registry: Optional[Registry] = None,
-                 isolated: bool = False, _shared: Optional[_Shared] = None) -> None:
-        """``config`` (default ``ClientConfig()``). The breakers, bulkheads and
+    def __init__(self, config: Optional[ClientConfig] = None, *, base_url: Optional[str] = None,
+                 registry: Optional[Registry] = None, isolated: bool = False,
+                 _shared: Optional[_Shared] = None) -> None:
+        """``config`` (default ``ClientConfig()``); ``base_url=`` sets its
+        ``base_url`` (as httpx's ``Client(base_url=...)`` does). The breakers, bulkheads and
         budgets come from the process-wide registry of compartments (see
         :mod:`resilient_requests.compartments`), shared with every session
         calling the same dependency with the same policy; ``registry=`` uses
         another :class:`Registry`, and ``isolated=True`` a private one, so this
         session shares state with no other."""
-        super().__init__()
-        if config is None:
-            config = _shared.config if _shared is not None else ClientConfig()
-        if not isinstance(config, ClientConfig):
-            raise TypeError(f"ResilientSession config must be a ClientConfig, got {config!r}")
+        if config is not None and not isinstance(config, ClientConfig):
+            raise TypeError(_not_a_config(config))
         if isolated and registry is not None:
             raise ValueError("ResilientSession takes registry= or isolated=True, not both")
+        if config is None:
+            config = _shared.config if _shared is not None else ClientConfig()
+        if base_url is not None:
+            config = _with_base_url(config, base_url)
+        super().__init__()
         self.config = config
         self._registry = Registry() if isolated else registry
         self._owns_registry = isolated
@@ -195,10 +223,13 @@ class ResilientSession(requests.Session):
         """requests' ``send``, inside the call, with config timeouts and a request id.
         ``deadline=`` (seconds) bounds this call instead of ``TimeoutConfig.total``."""
         deadline = kwargs.pop("deadline", None)
-        if kwargs.get("timeout") is None:
+        timeout = kwargs.get("timeout")
+        if timeout is None:
             # The dependency's timeouts; set here (not only in the hop) because
             # requests hands these kwargs on, e.g. to Digest auth's re-send.
             kwargs["timeout"] = self._pipeline.routes.get(request.url or "").default_timeout
+        elif (type(timeout) is not float and type(timeout) is not int) or not timeout > 0:
+            _check_timeout(timeout)  # a bad one fails here, before any attempt: nothing is sent
         return self._call(request.method or "", request.url or "",
                           lambda: self._send_in_call(request, kwargs), deadline)
 
@@ -311,12 +342,34 @@ class ResilientSession(requests.Session):
     def stats(self) -> Dict[str, Any]:
         """A snapshot: per origin the calls, successes, failures, retries,
         short-circuited and rejected calls and the breaker's state; and the
-        bulkhead's capacity and slots in use. Cheap: a few dictionary copies."""
+        bulkhead's capacity and slots in use. Cheap: a few dictionary copies.
+        A call that failed before any attempt for a reason of its own (an
+        invalid URL, header or timeout) is not one of the origin's ``calls``
+        or ``failures``, but counts as ``not_sent``."""
         return self._pipeline.stats()
 
     def describe(self) -> Mapping[str, Any]:
         """The resilience layers, outermost first, with their settings."""
         return describe(self._pipeline)
+
+
+def _check_timeout(timeout: Any) -> None:
+    """Raise the ``ValueError`` requests' adapter would raise for ``timeout``
+    (after the attempt had begun): a number, ``None``, a ``(connect, read)``
+    pair of them, or urllib3's ``Timeout``."""
+    if isinstance(timeout, Timeout):
+        return
+    if isinstance(timeout, tuple):
+        try:
+            connect, read = timeout
+        except ValueError:
+            raise ValueError(
+                f"Invalid timeout {timeout}. Pass a (connect, read) timeout tuple, or a single float "
+                "to set both timeouts to the same value."
+            ) from None
+        Timeout(connect=connect, read=read)
+    else:
+        Timeout(connect=timeout, read=timeout)
 
 
 def _pools(adapters: Iterable[BaseAdapter]) -> List[Any]:

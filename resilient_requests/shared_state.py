@@ -89,7 +89,7 @@ from typing import Any, Callable, NamedTuple, Optional, Tuple, TypeVar, Union, c
 import pybreaker
 
 from .breaker import LocalState
-from .config import CircuitBreakerConfig
+from .config import CircuitBreakerConfig, require_redis
 
 __all__ = ["RedisState", "connect", "FAILURES_TO_FALLBACK"]
 
@@ -203,17 +203,10 @@ def connect(url: str, timeout: float) -> Any:
 
     redis-py's default client retries with backoff, which made each breaker
     call take 8-17 s while Redis was down."""
-    try:
-        import redis
-        from redis.backoff import NoBackoff
-        from redis.retry import Retry
-    except ImportError:
-        raise ImportError(
-            "shared breaker state needs the redis package: pip install 'resilient_requests[redis]'"
-        ) from None
+    redis = require_redis()
     return redis.Redis.from_url(
         url, socket_timeout=timeout, socket_connect_timeout=timeout,
-        retry=Retry(NoBackoff(), 0), retry_on_timeout=False, health_check_interval=0,
+        retry=redis.retry.Retry(redis.backoff.NoBackoff(), 0), retry_on_timeout=False, health_check_interval=0,
     )
 
 

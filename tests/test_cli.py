@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import pytest
 import requests
@@ -32,7 +32,17 @@ from resilient_requests.__main__ import main
 from resilient_requests.bulkhead import Bulkhead
 from resilient_requests.errors import to_raise
 from resilient_requests.presets import PRESET_NAMES
-from resilient_requests.testing import Echo, FaultServer, Hang, ok, redirect, refused_url, status
+from resilient_requests.testing import (
+    Echo,
+    FaultServer,
+    Hang,
+    Reset,
+    Truncate,
+    ok,
+    redirect,
+    refused_url,
+    status,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -312,14 +322,24 @@ def test_presets_lists_every_preset_with_its_values() -> None:
     done = _run("presets")
     assert done.returncode == 0, done.stderr
     rows = {line.split()[0]: line.split()[1:] for line in done.stdout.splitlines() if line.strip()}
-    header = done.stdout.splitlines()[0].split()
+    header = next(line for line in done.stdout.splitlines() if line.startswith("preset ")).split()
     for name in PRESET_NAMES:
         assert name in rows, done.stdout
         config = preset(name)
         values = dict(zip(header[1:], rows[name]))
         assert float(values["read"]) == config.timeout.read
         assert int(values["attempts"]) == config.retry.max_attempts
-        assert int(values["bulkhead"]) == config.bulkhead.max_concurrency
+        assert values["waits"] == f"{config.retry.min_wait:g}-{config.retry.max_wait:g}"
+        assert int(values["fails"]) == config.circuit_breaker.failure_threshold
+        assert int(values["slots"]) == config.bulkhead.max_concurrency
+
+
+def test_presets_fits_100_columns() -> None:
+    """Every line of ``presets`` fits a 100-column terminal (it was 126 wide)."""
+    done = _run("presets")
+    assert done.returncode == 0, done.stderr
+    widest = max(done.stdout.splitlines(), key=len)
+    assert len(widest) <= 100, widest
 
 
 def test_presets_json_matches_the_presets(capsys: pytest.CaptureFixture[str]) -> None:
@@ -389,6 +409,136 @@ def test_help_lists_commands_and_exit_codes() -> None:
         assert re.search(rf"^\s+{command}\s", done.stdout, re.M), command
     for code, _ in cli.EXIT_CODES:
         assert re.search(rf"^\s+{code}\s", done.stdout, re.M), code
+
+
+# -- what the errors say ----------------------------------------------------------
+
+#: Names a user cannot act on: urllib3's classes (and our pool subclass) in its messages.
+PRIVATE = ("_HTTPPool", "_HTTPConnection", "HTTPConnectionPool", "HTTPSConnectionPool", "MaxRetryError",
+           "NewConnectionError", "NameResolutionError", "ReadTimeoutError", "ProtocolError", "urllib3",
+           "Max retries exceeded", "IncompleteRead(")
+
+
+def _error_line(done: "subprocess.CompletedProcess[str]") -> str:
+    """The one line the command printed about the failure (not the -v lines)."""
+    lines = [line for line in done.stderr.splitlines() if not line.startswith(("*", "<", ">"))]
+    assert len(lines) == 1, done.stderr
+    _no_traceback(done)
+    for name in PRIVATE:
+        assert name not in lines[0], lines[0]
+    return lines[0]
+
+
+def test_refused_connection_names_the_port_and_the_attempts_made() -> None:
+    """A refused port: the host, the port, what the system said, and that the library
+    tried 3 times (the default max_attempts), not urllib3's pool and exception names."""
+    url = refused_url("/x")
+    port = url.split(":")[2].split("/")[0]
+    done = _run("get", url)
+    assert done.returncode == cli.EXIT_CONNECTION
+    line = _error_line(done)
+    assert re.fullmatch(rf"python -m resilient_requests get: connection error: could not connect to "
+                        rf"127\.0\.0\.1 port {port}: Connection refused; 3 attempts in \d+ ms", line), line
+
+
+def test_read_timeout_names_the_origin_the_timeout_and_the_attempts(fault_server: FaultServer) -> None:
+    """A read timeout: which origin, that it was the read timeout, how long it waited, how
+    many attempts; with the option that sets it."""
+    fault_server.route("/hang", Hang(limit=10))
+    done = _run("get", "--timeout", "0.2", "--retries", "1", fault_server.url("/hang"))
+    assert done.returncode == cli.EXIT_TIMEOUT
+    line = _error_line(done)
+    assert f"timeout: http://127.0.0.1:{fault_server.port} sent nothing for 0.2 s (the read timeout; " \
+           "--timeout sets it); 2 attempts in " in line, line
+
+
+@pytest.mark.parametrize(("fault", "args", "expected"), [
+    (Reset(), (), r"connection error: http://127\.0\.0\.1:\d+ closed the connection without a complete "
+                  r"answer \(Connection reset by peer\); 3 attempts in \d+ ms"),
+    (Truncate(b"partial", 1000), (), r"connection error: http://127\.0\.0\.1:\d+ closed the connection "
+                                     r"before the whole response arrived \(7 of 1000 bytes arrived\); 3 attempts"),
+    (Hang(limit=10), ("--deadline", "0.3"), r"timeout: http://127\.0\.0\.1:\d+ had not answered when the "
+                                            r"deadline of 0\.3 s for the whole call passed .*; 1 attempt in"),
+    (status(503), (), r"HTTP server error: 503 Service Unavailable for url: \S+; 3 attempts in \d+ ms$"),
+    (status(404), (), r"HTTP client error: 404 Not Found for url: \S+; 1 attempt in \d+ ms$"),
+    (redirect("/f"), (), r"error: http://127\.0\.0\.1:\d+/f redirected more than 30 times without a final "
+                         r"answer \(a redirect loop\?\); 31 requests in"),
+])
+def test_each_failure_is_told_in_the_users_terms(fault_server: FaultServer, fault: Any, args: Tuple[str, ...],
+                                                 expected: str) -> None:
+    """Each kind of failure says what happened to which origin and how many attempts were made."""
+    fault_server.route("/f", fault, cycle=True)
+    done = _run("get", *args, fault_server.url("/f"))
+    assert done.returncode != 0
+    assert re.search(expected, _error_line(done)), done.stderr
+
+
+def test_tls_to_a_plain_http_port_is_told_as_a_tls_failure(fault_server: FaultServer) -> None:
+    """https:// to a plain HTTP server: the TLS connection failed, with what TLS said."""
+    done = _run("get", "--retries", "0", f"https://127.0.0.1:{fault_server.port}/")
+    assert done.returncode == cli.EXIT_CONNECTION
+    line = _error_line(done)
+    assert f"connection error: the TLS connection to https://127.0.0.1:{fault_server.port} failed (" in line
+    assert "; 1 attempt in" in line
+
+
+def test_a_post_not_retried_says_why(fault_server: FaultServer) -> None:
+    """A POST that got a 503 is sent once; the message says so and how to allow retries."""
+    fault_server.route("/pay", status(503))
+    done = _run("post", fault_server.url("/pay"), "-d", "x")
+    assert done.returncode == cli.EXIT_HTTP_SERVER
+    line = _error_line(done)
+    assert "; 1 attempt in" in line and "-H 'Idempotency-Key: <unique key>' allows it" in line
+
+
+@pytest.mark.parametrize(("url", "hint"), [
+    ("localhost:8080/x", "'localhost:8080/x' has no scheme; did you mean http://localhost:8080/x?"),
+    ("example.com/path", "'example.com/path' has no scheme; did you mean http://example.com/path?"),
+    ("htp://example.com/", "'htp://example.com/': htp:// is not supported, only http:// and https://; "
+                           "did you mean http://example.com/?"),
+    ("ftp://example.com/", "'ftp://example.com/': ftp:// is not supported, only http:// and https://"),
+])
+def test_a_url_without_a_usable_scheme_gets_a_hint(capsys: pytest.CaptureFixture[str], url: str, hint: str) -> None:
+    """No scheme (requests: "No connection adapters were found") or a misspelt one: a usage
+    error that suggests the URL meant; nothing is sent."""
+    code, out, err = _main(capsys, "get", url)
+    assert code == cli.EXIT_USAGE, err
+    assert err.strip().endswith(f"usage error: {hint}"), err
+    assert "No connection adapters" not in err and out == ""
+
+
+def test_every_kind_of_failure_has_words() -> None:
+    """Each kind of failure errors.RULES can name has its sentence in cli.FAILURES, and
+    each sentence fills in from the fields describe_failure gives."""
+    from resilient_requests.errors import RULES
+
+    names = {verdict.name for _, verdict in RULES}
+    assert names <= set(cli.FAILURES), names - set(cli.FAILURES)
+    for text in cli.FAILURES.values():
+        text.format(origin="o", host="h", port=1, detail="d", connect="1 s", read="1 s", write="1 s")
+
+
+def test_version_prints_the_library_version() -> None:
+    """``--version`` prints the version (and requests', urllib3's, Python's) and exits 0."""
+    from resilient_requests import __version__
+
+    done = _run("--version")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith(f"python -m resilient_requests {__version__} (requests "), done.stdout
+
+
+def test_a_missing_redis_package_is_a_configuration_error() -> None:
+    """RESILIENT_REQUESTS_CIRCUIT_BREAKER__STORAGE=redis://... without the redis package:
+    exit 2 with what to install, before anything is sent (no traceback)."""
+    code = ("import sys; sys.modules['redis'] = None; from resilient_requests.__main__ import main; "
+            "sys.exit(main(['get', 'http://127.0.0.1:9/']))")
+    done = subprocess.run([*PYTHON, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=30,
+                          env=_env(RESILIENT_REQUESTS_CIRCUIT_BREAKER__STORAGE="redis://127.0.0.1:6379/0"),
+                          stdin=subprocess.DEVNULL)
+    assert done.returncode == cli.EXIT_USAGE, done.stderr
+    assert "configuration: CircuitBreakerConfig.storage" in done.stderr
+    assert "pip install 'resilient_requests[redis]'" in done.stderr
+    _no_traceback(done)
 
 
 # -- exit codes from exception classes, in-process -------------------------------

@@ -2,6 +2,10 @@
 from __future__ import annotations
 
 import dataclasses
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -213,3 +217,45 @@ def test_replace_checks_the_changes():
     assert changed.raise_for_status is True and original.raise_for_status is False
     with pytest.raises(TypeError, match=r"ClientConfig\.retry"):
         original.replace(retry=None)
+
+
+#: Run in a child whose ``import redis`` fails, as where the package is not installed:
+#: ``sys.modules['redis'] = None`` before the library is imported. Prints
+#: ``<stage>: <exception class>: <message>`` for the first step that raised.
+WITHOUT_REDIS = textwrap.dedent("""
+    import sys
+    sys.modules["redis"] = None
+    import resilient_requests as rr
+    from resilient_requests.testing import FaultServer
+    stage = "config"
+    try:
+        config = rr.ClientConfig(circuit_breaker=rr.CircuitBreakerConfig(
+            storage="redis://:s3cret@127.0.0.1:6379/0"))
+        stage = "session"
+        with FaultServer() as server, rr.ResilientSession(config, isolated=True) as session:
+            stage = "request"
+            session.get(server.url("/"))
+        print("no error")
+    except Exception as error:
+        print(f"{stage}: {type(error).__name__}: {error}")
+""")
+
+
+def test_redis_storage_without_the_redis_package_fails_when_the_config_is_built():
+    """A Redis storage URL with ``redis`` not importable raises ImportError from
+    CircuitBreakerConfig itself (not at the first request), saying what to install,
+    without the URL's password."""
+    done = subprocess.run([sys.executable, "-c", WITHOUT_REDIS], capture_output=True, text=True, timeout=60,
+                          cwd=Path(__file__).resolve().parents[1], stdin=subprocess.DEVNULL)
+    assert done.returncode == 0, done.stderr
+    out = done.stdout.strip()
+    assert out.startswith("config: ImportError: CircuitBreakerConfig.storage"), out
+    assert "pip install 'resilient_requests[redis]'" in out
+    assert "s3cret" not in out
+
+
+def test_redis_storage_with_redis_installed_builds():
+    """With redis importable (as in this environment), a Redis URL is accepted as before."""
+    pytest.importorskip("redis")
+    config = CircuitBreakerConfig(storage="redis://127.0.0.1:6379/0")
+    assert config.storage == "redis://127.0.0.1:6379/0"

@@ -38,11 +38,21 @@ def numbers(quick_demo: "subprocess.CompletedProcess[str]") -> Dict[str, Any]:
     return json.loads(last)  # type: ignore[no-any-return]
 
 
-def _table(stdout: str) -> List[str]:
+def _table(stdout: str, title: str = "In detail") -> List[str]:
+    """The lines of the table whose header starts with ``title``."""
     lines = stdout.splitlines()
-    start = next(i for i, line in enumerate(lines) if line.split() == ["plain", "requests", "ResilientSession"])
+    header = title.split() + ["plain", "requests", "ResilientSession"]
+    start = next(i for i, line in enumerate(lines) if line.split() == header)
     end = next(i for i in range(start, len(lines)) if not lines[i].strip())
     return lines[start:end]
+
+
+def _value(table: List[str], label: str, column: int) -> str:
+    """The ``column``-th value (0: plain, 1: ResilientSession) of the row ``label``;
+    the two columns are right-aligned at 16 and 19 characters after the labels."""
+    row = next(line for line in table if line.startswith(label))
+    end_of_labels = len(table[0]) - 35
+    return row[end_of_labels:end_of_labels + 16].strip() if column == 0 else row[end_of_labels + 16:].strip()
 
 
 def test_quick_demo_exits_0_without_tracebacks_or_warnings(quick_demo: "subprocess.CompletedProcess[str]") -> None:
@@ -57,23 +67,90 @@ def test_quick_demo_prints_the_table(quick_demo: "subprocess.CompletedProcess[st
     table = _table(quick_demo.stdout)
     assert "plain requests" in table[0] and "ResilientSession" in table[0]
     labels = [
-        "calls", "succeeded", "failed (error after trying)", "failed fast (no network I/O)",
+        "calls", "succeeded", "  on time", "  late", "failed (error after trying)", "failed fast (no network I/O)",
         "requests the upstream received", "during the outage", "latency p50 (s)",
         "latency p99 (s)", "breaker transitions", "wall time (s)",
     ]
     for label in labels:
-        rows = [line for line in table if line.strip().startswith(label)]
+        rows = [line for line in table if line.lstrip().startswith(label.strip())]
         assert rows, f"no row {label!r} in:\n" + "\n".join(table)
         assert len(rows[0][len(label):].split()) >= 2, rows[0]
 
 
+def test_quick_demo_leads_with_the_short_table(quick_demo: "subprocess.CompletedProcess[str]",
+                                               numbers: Dict[str, Any]) -> None:
+    """The first thing after the runs is a short table of what to take away: threads kept
+    free, requests spared during the outage, p99, and "succeeded" split into on time and
+    late; its numbers are the run's. Nothing but the intro and the progress lines before it."""
+    out = quick_demo.stdout
+    lines = out.splitlines()
+    short = _table(out, "In short")
+    assert len(short) <= 10
+    first = lines.index(short[0])
+    assert [line for line in lines[:first] if line.startswith("running ")] == [
+        "running plain requests ...", "running ResilientSession ..."]
+    assert first < 12 and "ClientConfig(" not in "\n".join(lines[:first])
+    assert out.index("In short") < out.index("In detail") < out.index("How it was run")
+    plain, resilient = numbers["plain"], numbers["resilient"]
+    assert _value(short, "threads free during the outage", 0) == f"{plain['fewest_threads_free_in_outage']} of 16"
+    assert _value(short, "threads free during the outage", 1) == \
+        f"{resilient['fewest_threads_free_in_outage']} of 16"
+    p_out = plain["upstream_requests_by_phase"]["outage"]
+    r_out = resilient["upstream_requests_by_phase"]["outage"]
+    assert _value(short, "requests sent while the upstream was down", 0) == str(p_out)
+    assert _value(short, "requests sent while the upstream was down", 1) == f"{r_out} ({p_out - r_out} spared)"
+    assert _value(short, "latency p99", 0) == f"{plain['p99_s']:.2f} s"
+    for client, column in ((plain, 0), (resilient, 1)):
+        assert _value(short, "succeeded on time", column) == str(client["succeeded_on_time"])
+        assert _value(short, "succeeded late", column) == str(client["succeeded_late"])
+
+
+def test_quick_demo_explains_on_time_and_late(quick_demo: "subprocess.CompletedProcess[str]",
+                                              numbers: Dict[str, Any]) -> None:
+    """Right after the short table, "succeeded" is explained: on time vs late, and why
+    plain requests' answers came late."""
+    out = " ".join(quick_demo.stdout.split())
+    explained = out[out.index("In short"):out.index("In detail")]
+    assert '"Succeeded" means an answer came back at all; on time means within 0.5 s' in explained
+    assert f"{numbers['plain']['succeeded_late']} of them late" in explained
+    assert "waited for a thread" in explained
+
+
+def test_quick_demo_ends_with_where_to_go_next(quick_demo: "subprocess.CompletedProcess[str]") -> None:
+    """The report ends (before the --json line) with the pages to read next."""
+    lines = quick_demo.stdout.rstrip().splitlines()[:-1]  # the JSON line
+    start = lines.index("Where to go next:")
+    steps = " ".join(lines[start:])
+    for page in ("docs/index.md", "docs/guides/web-apps.md", "docs/guides/rate-limited-apis.md"):
+        assert page in steps
+    assert all(line.startswith("  ") for line in lines[start + 1:] if line)
+    assert all(len(line) <= 100 for line in lines), max(lines, key=len)
+
+
+def test_quick_demo_numbers_add_up(numbers: Dict[str, Any]) -> None:
+    """On time + late = succeeded; plain requests' threads were all held in the outage,
+    ResilientSession kept some free."""
+    for client in ("plain", "resilient"):
+        n = numbers[client]
+        assert n["succeeded_on_time"] + n["succeeded_late"] == n["succeeded"]
+    assert numbers["plain"]["fewest_threads_free_in_outage"] == 0
+    assert numbers["resilient"]["fewest_threads_free_in_outage"] >= 1
+    assert numbers["resilient"]["longest_wait_for_a_thread_s"] < numbers["plain"]["longest_wait_for_a_thread_s"]
+
+
 def test_quick_demo_prints_config_and_legacy_timeout(quick_demo: "subprocess.CompletedProcess[str]") -> None:
-    """The output names the plain client's timeout and the ResilientSession's config."""
+    """The output names the plain client's timeout and the ResilientSession's config: only
+    what differs from the defaults, in a few lines."""
     out = " ".join(quick_demo.stdout.split())  # the prose is wrapped
     assert "session.get(url, timeout=1.25)" in out
     assert "legacy script" in out
-    for name in ("TimeoutConfig(", "RetryConfig(", "CircuitBreakerConfig(", "BulkheadConfig(", "LoggingConfig("):
+    for name in ("TimeoutConfig(", "RetryConfig(", "CircuitBreakerConfig(", "BulkheadConfig("):
         assert name in out
+    assert "HedgeConfig(" not in out and "LoggingConfig(" not in out  # defaults, left out
+    lines = quick_demo.stdout.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.strip() == "ClientConfig(")
+    end = next(i for i in range(start, len(lines)) if lines[i].strip().startswith(")"))
+    assert end - start <= 8
 
 
 def test_quick_demo_keeps_library_log_off_the_output(quick_demo: "subprocess.CompletedProcess[str]") -> None:

@@ -170,7 +170,8 @@ def test_stats_count_per_origin(fault_server, make_session):
     mine = stats["origins"][f"http://127.0.0.1:{fault_server.port}"]
     assert mine == {
         "calls": 3, "successes": 2, "failures": 1, "retries": 2, "short_circuited": 1, "rejected": 0,
-        "throttled": 0, "hedges": 0, "rate_limited": 0, "breaker_state": "open", "breaker_open_for": 30.0,
+        "throttled": 0, "hedges": 0, "rate_limited": 0, "not_sent": 0, "breaker_state": "open",
+        "breaker_open_for": 30.0,
         "bulkhead_in_use": 0, "bulkhead_capacity": 50, "policy": mine["policy"],
     }
     other = stats["origins"][refused.rsplit("/", 1)[0]]

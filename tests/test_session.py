@@ -199,6 +199,76 @@ def test_session_rejects_a_config_of_the_wrong_type():
         rr.ResilientSession({"retry": 3})  # type: ignore[arg-type]
 
 
+def test_a_mapping_for_config_points_to_from_dict():
+    """config={"retry": 3} says how to build a ClientConfig from a mapping (and the example works)."""
+    with pytest.raises(TypeError, match=r"must be a ClientConfig, got \{'retry': 3\}") as caught:
+        rr.ResilientSession(config={"retry": 3})  # type: ignore[arg-type]
+    assert "ClientConfig.from_dict(" in str(caught.value)
+    example = rr.ClientConfig.from_dict({"retry": {"max_attempts": 3}})
+    assert example.retry.max_attempts == 3
+    with pytest.raises(TypeError, match=r"preset\(name\)"):
+        rr.ResilientSession("web")  # type: ignore[arg-type]
+
+
+def test_base_url_keyword_sets_the_configs_base_url(fault_server):
+    """ResilientSession(base_url=...) as in httpx: relative URLs join it; a config passed
+    along keeps its other settings and is not changed itself."""
+    config = fast_config(attempts=4)
+    with rr.ResilientSession(config, base_url=fault_server.url("/api")) as session:
+        assert session.get("/users/1").status_code == 200
+        assert session.config.base_url == fault_server.url("/api")
+        assert session.config.retry.max_attempts == 4
+    assert fault_server.hits("/api/users/1") == 1
+    assert config.base_url is None
+    with rr.ResilientSession(base_url=fault_server.url("/v2")) as session:
+        assert session.get("x").status_code == 200
+    assert fault_server.hits("/v2/x") == 1
+
+
+def test_base_url_keyword_and_a_config_with_another_one_conflict():
+    """base_url= and a config with a different base_url: ValueError naming both; the same one is fine."""
+    config = rr.ClientConfig(base_url="http://a.example/api")
+    with pytest.raises(ValueError) as caught:
+        rr.ResilientSession(config, base_url="http://b.example/api")
+    assert "http://a.example/api" in str(caught.value) and "http://b.example/api" in str(caught.value)
+    with rr.ResilientSession(config, base_url="http://a.example/api") as session:
+        assert session.config is config
+    with pytest.raises(ValueError, match="base_url must start with http"):
+        rr.ResilientSession(base_url="a.example/api")
+
+
+@pytest.mark.parametrize("kwargs", [
+    {"timeout": "5"},
+    {"timeout": (1, "x")},
+    {"timeout": (1, 2, 3)},
+    {"timeout": -1},
+    {"headers": {"X-Bad": "a\nb"}},
+])
+def test_an_error_before_anything_was_sent_is_not_a_failure_of_the_origin(fault_server, kwargs):
+    """A call whose own arguments are wrong (a timeout of "5", a header with a newline) fails
+    before any attempt: it raises as requests would, but counts as ``not_sent``, not as one of
+    the origin's calls or failures, and leaves its breaker closed even at threshold 1."""
+    url = fault_server.url("/ok")
+    events = []
+
+    class Recorder(rr.Listener):
+        def call_finished(self, event):
+            events.append(event)
+
+    with rr.ResilientSession(fast_config(threshold=1), isolated=True) as session:
+        session.add_listener(Recorder())
+        with pytest.raises((ValueError, requests.exceptions.InvalidHeader)):
+            session.get(url, **kwargs)
+        origin = session.stats()["origins"][f"http://127.0.0.1:{fault_server.port}"]
+        assert (origin["calls"], origin["failures"], origin["not_sent"]) == (0, 0, 1)
+        assert session.circuit_state(url) is rr.CircuitState.CLOSED
+        assert [(e.outcome, e.attempts) for e in events] == [("not_sent", 0)]
+        assert session.get(url).status_code == 200
+        origin = session.stats()["origins"][f"http://127.0.0.1:{fault_server.port}"]
+        assert (origin["calls"], origin["successes"], origin["failures"]) == (1, 1, 0)
+    assert fault_server.hits("/ok") == 1
+
+
 def test_json_body_and_params_round_trip(fault_server, make_session):
     """json= and params= behave as in requests."""
     fault_server.route("/echo", Echo())

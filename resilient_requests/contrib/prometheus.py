@@ -20,9 +20,11 @@ The metrics (``resilient_requests`` is the default ``namespace``):
 ``resilient_requests_breaker_transitions_total``            origin, from_state, to_state
 ==========================================================  ==============================
 
-* ``outcome`` is ``success``, ``failure``, ``short_circuited`` or ``rejected``. Every call a
-  caller made is in ``calls_total`` once; the duration histogram holds the calls that
-  got past the bulkhead (a call refused up front has no duration worth plotting).
+* ``outcome`` is ``success``, ``failure``, ``short_circuited``, ``rejected`` or ``not_sent``
+  (failed before any attempt for a reason of the caller's: an invalid URL, header or
+  timeout). Every call a caller made is in ``calls_total`` once; the duration histogram
+  holds the calls that got past the bulkhead (a call refused up front has no duration
+  worth plotting).
 * ``reason`` of a failed attempt is its status code (``"503"``) or the exception's class
   name (``"ReadTimeout"``): bounded, unlike the free-text reasons in the logs.
 * ``breaker_state`` is one gauge per origin: ``0`` closed, ``1`` open, ``2`` half-open
