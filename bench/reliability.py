@@ -1,4 +1,4 @@
-"""Figures for the README's Reliability section: the deadline's overrun and the
+"""Figures for docs/concepts/reliability.md: the deadline's overrun and the
 retry budget's effect on a server that fails half its requests.
 
     python -m bench.reliability

@@ -9,8 +9,7 @@ The numbers below are tied together; change one, check the others:
 
 * each worker process is one Python process with its own ResilientSession (bulkhead and
   connection pools are per process; so are the breakers, unless
-  ``CircuitBreakerConfig.storage`` names a Redis they share -- README, "Running many
-  workers");
+  ``CircuitBreakerConfig.storage`` names a Redis they share -- docs/operations/redis.md);
 * ``threads`` is how many requests a worker handles at once; the session's bulkhead
   (``max_concurrency``) is how many of them may wait on the upstream at once;
 * the client's deadline (``TimeoutConfig.total``) bounds every upstream call, so it

@@ -16,7 +16,7 @@ Here one origin is one Redis hash (``{namespace}:breaker:{origin}``: ``state``,
 that must be atomic across processes (counting a failure, claiming a trial
 place, recording a trial's verdict) are small Lua scripts. Reads come from a local snapshot at most
 ``state_cache_ttl`` seconds old, so on the happy path most calls make no round
-trip at all; what that staleness means is said in the README.
+trip at all; what that staleness means is said in docs/operations/redis.md.
 
 Times come from one clock, Redis's own (``TIME``), because the hosts' wall
 clocks disagree and every host reads what the others wrote: stamped with its own

@@ -2,8 +2,8 @@
 how many requests the server received, and the time bound; and the same faults
 played behind a forwarding HTTP proxy (``resilient_requests.testing.ForwardProxy``).
 
-``python -m tests.fault_matrix`` prints the table the README shows; a test
-checks that the README holds exactly this table.
+``python -m tests.fault_matrix`` prints the table that docs/concepts/retries.md
+shows; a test checks that the page holds exactly this table.
 """
 from __future__ import annotations
 
@@ -104,7 +104,7 @@ def _through_proxy(fault: str) -> str:
 
 
 def markdown_table() -> str:
-    """The matrix as the README shows it: one row per fault, cells 'outcome ×requests'."""
+    """The matrix as docs/concepts/retries.md shows it: one row per fault, cells 'outcome ×requests'."""
     head = ("| fault | " + " | ".join(METHODS) + " | with `raise_for_status=True` | through a proxy ("
             + " / ".join(PROXY_METHODS) + ") |")
     lines = [head, "|" + "---|" * (len(METHODS) + 3)]

@@ -80,7 +80,8 @@ def test_post_without_key_reaches_the_server_at_most_once_in_every_cell():
             assert matrix.expected(fault, "POST", raise_for_status, proxied=True)[1] <= 1
 
 
-def test_readme_shows_this_matrix():
-    """The README's Reliability section holds the table generated from this matrix."""
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
-    assert matrix.markdown_table() in readme
+def test_docs_show_this_matrix():
+    """The docs page "What is retried" (docs/concepts/retries.md) holds the table generated
+    from this matrix."""
+    page = Path(__file__).resolve().parents[1] / "docs" / "concepts" / "retries.md"
+    assert matrix.markdown_table() in page.read_text(encoding="utf-8")

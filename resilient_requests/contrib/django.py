@@ -20,8 +20,10 @@ a view::
     from resilient_requests.contrib.django import get_session
 
     def checkout(request, order_id):
-        status = get_session("payments").get(f"/orders/{order_id}/status").json()
-        return JsonResponse(status)
+        upstream = get_session("payments").get(f"/orders/{order_id}/status")
+        if not upstream.ok or "json" not in upstream.headers.get("Content-Type", ""):
+            return JsonResponse({"error": "payments unavailable"}, status=502)
+        return JsonResponse(upstream.json())
 
 Each value of ``RESILIENT_REQUESTS`` has the layout of ``ClientConfig.from_dict``: an
 optional ``"preset"`` (``"web"`` if none is named), top-level fields, and one dict

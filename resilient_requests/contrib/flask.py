@@ -14,7 +14,10 @@ per app, built from ``app.config``, and ``503`` answers when an upstream is unav
 
     @app.get("/checkout/<int:order_id>")
     def checkout(order_id):
-        return jsonify(current_session.get(f"/orders/{order_id}/status").json())
+        upstream = current_session.get(f"/orders/{order_id}/status")
+        if not upstream.ok or "json" not in upstream.headers.get("Content-Type", ""):
+            return jsonify(error="payments unavailable"), 502   # a final 5xx, an HTML error page
+        return jsonify(upstream.json())
 
 With no configuration at all the session uses the ``web`` preset (a few seconds'
 deadline, a short recovery, a bulkhead per dependency that waits 50 ms), its
