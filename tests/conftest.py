@@ -117,6 +117,27 @@ def make_session() -> Iterator[Callable[..., ResilientSession]]:
         session.close()
 
 
+@pytest.fixture(scope="module")
+def authority() -> Any:
+    """A throwaway certificate authority (trustme)."""
+    import trustme
+
+    return trustme.CA()
+
+
+@pytest.fixture
+def tls_origin(authority: Any) -> Iterator[Any]:
+    """A FaultServer speaking HTTPS with a certificate for 127.0.0.1 from ``authority``."""
+    import ssl
+
+    from resilient_requests.testing import FaultServer
+
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    authority.issue_cert("127.0.0.1").configure_cert(context)
+    with FaultServer(ssl_context=context) as server:
+        yield server
+
+
 #: Marks tests that run a real redis-server.
 NEEDS_REDIS = pytest.mark.skipif(
     shutil.which("redis-server") is None,

@@ -8,7 +8,6 @@ from __future__ import annotations
 import contextlib
 import http.client
 import socket
-import ssl
 import threading
 import time
 from typing import Any, Callable, Dict, Iterator, List
@@ -20,26 +19,11 @@ import urllib3
 
 import resilient_requests as rr
 from resilient_requests.errors import RetryWhen, causes, classify
-from resilient_requests.testing import FaultServer, ForwardProxy, Reset, Trickle, ok, refused_url
+from resilient_requests.testing import ForwardProxy, Reset, Trickle, ok, refused_url
 
 from .conftest import fast_config
 
 ATTEMPTS = 3
-
-
-@pytest.fixture(scope="module")
-def authority() -> trustme.CA:
-    """A throwaway certificate authority."""
-    return trustme.CA()
-
-
-@pytest.fixture
-def tls_origin(authority: trustme.CA) -> Iterator[FaultServer]:
-    """A FaultServer speaking HTTPS with a certificate for 127.0.0.1."""
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    authority.issue_cert("127.0.0.1").configure_cert(context)
-    with FaultServer(ssl_context=context) as server:
-        yield server
 
 
 @pytest.fixture

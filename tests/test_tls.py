@@ -2,31 +2,19 @@
 from __future__ import annotations
 
 import logging
-import ssl
-from typing import Iterator
 
 import pytest
 import requests
-import trustme
 
 import resilient_requests as rr
 from resilient_requests import CircuitState
 from resilient_requests.testing import FaultServer, ok
 
 
-@pytest.fixture(scope="module")
-def authority() -> trustme.CA:
-    """A throwaway certificate authority."""
-    return trustme.CA()
-
-
 @pytest.fixture
-def tls_server(authority: trustme.CA) -> Iterator[FaultServer]:
-    """A FaultServer speaking HTTPS with a certificate for 127.0.0.1."""
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    authority.issue_cert("127.0.0.1").configure_cert(context)
-    with FaultServer(ssl_context=context) as server:
-        yield server
+def tls_server(tls_origin: FaultServer) -> FaultServer:
+    """A FaultServer speaking HTTPS (conftest's tls_origin)."""
+    return tls_origin
 
 
 def test_https_works_with_a_trusted_certificate(tls_server, authority, make_session, tmp_path):
