@@ -169,14 +169,15 @@ def _forked(work, count: int = 2) -> List[int]:
 def _shared_config(redis_url: str) -> rr.ClientConfig:
     return _config().replace(
         circuit_breaker=rr.CircuitBreakerConfig(failure_threshold=1000, storage=redis_url, storage_retry=60.0),
-        rate_limit=rr.RateLimitConfig(rate=95, max_wait=30, shared=True, fallback_share=0.5),
+        rate_limit=rr.RateLimitConfig(rate=90, max_wait=30, shared=True, fallback_share=0.5),
     )
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork()")
 @NEEDS_REDIS
 def test_two_processes_share_one_limit_through_redis(fault_server, redis_server):
-    """Two processes x 8 threads x 150 items, one limit of 95/s (under the API's 100) kept in Redis: the
+    """Two processes x 8 threads x 150 items, one limit of 90/s (a tenth under the API's 100, as
+    scheduling delays on a loaded machine bunch arrivals) kept in Redis: the
     API refuses <= 1% together; with Redis down, each keeps half the rate on its
     own, and nothing fails."""
     limit = Limit(100, 1.0)
@@ -190,7 +191,7 @@ def test_two_processes_share_one_limit_through_redis(fault_server, redis_server)
     started = time.monotonic()
     assert _forked(work) == [150, 150]
     assert limit.refused <= 0.01 * limit.answered
-    assert time.monotonic() - started >= 300 / 100 * 0.9  # they did share it: 300 at 100/s
+    assert time.monotonic() - started >= 300 / 100 * 0.9  # they did share it: 300 at 90/s
     redis_server.stop()
     limit.refused = 0
     assert _forked(work) == [150, 150]  # Redis down: each process at 50/s, locally
