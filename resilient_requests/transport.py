@@ -125,7 +125,8 @@ class ResilientAdapter(HTTPAdapter):
         never hand the socket to the watchdog: a trickling reply through a
         proxy outlived a 0.8 s deadline by 9 s). SOCKS keeps urllib3's."""
         fresh = proxy not in self.proxy_manager
-        manager = super().proxy_manager_for(proxy, **proxy_kwargs)
+        # Untyped in types-requests, which mypy uses where requests has no inline types (3.9).
+        manager = super().proxy_manager_for(proxy, **proxy_kwargs)  # type: ignore[no-untyped-call, unused-ignore]
         if fresh and not proxy.lower().startswith("socks"):
             manager.pool_classes_by_scheme = {"http": _HTTPPool, "https": _HTTPSPool}
         return manager
