@@ -66,7 +66,6 @@ import textwrap
 import threading
 import time
 from typing import IO, Any, Callable, Dict, List, Mapping, Optional, Tuple, Type, Union
-from urllib.parse import urlsplit
 
 import requests
 import urllib3
@@ -95,7 +94,7 @@ from .exceptions import (
     TimeoutError,
     error_for_status,
 )
-from .origins import origin_of
+from .origins import host_and_port, origin_of
 from .presets import PRESET_NAMES, preset
 
 __all__ = [
@@ -392,15 +391,7 @@ def _detail(error: BaseException, fallback: str) -> str:
 
 def _origin_parts(url: str) -> Tuple[str, str, int]:
     """``scheme://host[:port]`` (the port only if given), the host and the port of ``url``."""
-    parts = urlsplit(url)
-    scheme = parts.scheme.lower()
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    try:
-        given = parts.port
-    except ValueError:
-        given = None
+    scheme, host, given = host_and_port(url)
     port = given or {"http": 80, "https": 443}.get(scheme, 0)
     return f"{scheme}://{host}" + (f":{given}" if given else ""), host, port
 

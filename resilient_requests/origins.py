@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Dict, Optional
 from urllib.parse import urlsplit
 
-__all__ = ["origin_of", "url_prefix", "loggable_url"]
+__all__ = ["origin_of", "url_prefix", "loggable_url", "host_and_port"]
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 _ORIGINS: Dict[str, str] = {}
@@ -28,7 +28,9 @@ def origin_of(url: str) -> str:
     return origin
 
 
-def _host_and_port(url: str) -> "tuple[str, str, Optional[int]]":
+def host_and_port(url: str) -> "tuple[str, str, Optional[int]]":
+    """``url``'s scheme (lower case), host (an IPv6 address in brackets) and
+    port if one is given (``None`` if absent or not a number)."""
     parts = urlsplit(url)
     host = parts.hostname or ""
     if ":" in host:
@@ -41,12 +43,12 @@ def _host_and_port(url: str) -> "tuple[str, str, Optional[int]]":
 
 
 def _parse_origin(url: str) -> str:
-    scheme, host, port = _host_and_port(url)
+    scheme, host, port = host_and_port(url)
     return f"{scheme}://{host}:{port or _DEFAULT_PORTS.get(scheme, 0)}"
 
 
 def loggable_url(url: str) -> str:
     """``url`` without credentials, query string or fragment."""
-    scheme, host, port = _host_and_port(url)
+    scheme, host, port = host_and_port(url)
     path = urlsplit(url).path
     return f"{scheme}://{host}{f':{port}' if port else ''}{path}"

@@ -324,7 +324,7 @@ class _Hop(Attempts):
             if isinstance(getattr(self.request, "_body_position", None), int):
                 rewind_body(self.request)  # a file body: back to where it started
         self.call.attempts += 1
-        sent_at = time.monotonic()
+        sent_at = time.monotonic() if limiter is not None else 0.0
         delay = self._hedge_delay() if self.hedged and trial is None else None
         if delay is not None:
             assert self.pipeline.hedging is not None
@@ -366,10 +366,9 @@ class _Hop(Attempts):
         if self.last is not None:
             return False
         events = self.pipeline.events
-        url = loggable_url(self.request.url or "")
         if events.listeners:
-            events.emit("call_short_circuited", CallShortCircuited(self.origin.origin, self.request.method or "",
-                                                                   url, left))
+            events.emit("call_short_circuited", CallShortCircuited(
+                self.origin.origin, self.request.method or "", loggable_url(self.request.url or ""), left))
         raise RateLimitedError(
             f"no permit of the rate limit of {self.origin.origin} within {wait:g}s; next in {left:.3f}s",
             origin=self.origin.origin, retry_after=left, request=self.request,

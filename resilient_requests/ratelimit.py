@@ -294,6 +294,6 @@ class RateLimiter:
     def snapshot(self) -> Dict[str, object]:
         """Counters and state for ``stats()``."""
         with self._lock:
-            return {"rate": self._rate, "paused_for": max(0.0, self._paused_until - time.monotonic()),
+            return {"rate": self._rate, "paused_for": self.paused_for(),
                     "permits": self.permits, "waits": self.waits, "waited": round(self.waited, 6),
                     "refused": self.refused, "pauses": self.pauses}

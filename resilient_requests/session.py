@@ -228,7 +228,7 @@ class ResilientSession(requests.Session):
             # The dependency's timeouts; set here (not only in the hop) because
             # requests hands these kwargs on, e.g. to Digest auth's re-send.
             kwargs["timeout"] = self._pipeline.routes.get(request.url or "").default_timeout
-        elif (type(timeout) is not float and type(timeout) is not int) or not timeout > 0:
+        elif not _plainly_valid(timeout):
             _check_timeout(timeout)  # a bad one fails here, before any attempt: nothing is sent
         return self._call(request.method or "", request.url or "",
                           lambda: self._send_in_call(request, kwargs), deadline)
@@ -351,6 +351,15 @@ class ResilientSession(requests.Session):
     def describe(self) -> Mapping[str, Any]:
         """The resilience layers, outermost first, with their settings."""
         return describe(self._pipeline)
+
+
+def _plainly_valid(timeout: Any) -> bool:
+    """The common shapes, checked without building urllib3 ``Timeout`` objects
+    on every call: a positive number, or a pair of positive numbers / None."""
+    if type(timeout) is float or type(timeout) is int:
+        return bool(timeout > 0)
+    return (type(timeout) is tuple and len(timeout) == 2
+            and all(part is None or (type(part) in (float, int) and part > 0) for part in timeout))
 
 
 def _check_timeout(timeout: Any) -> None:
