@@ -96,7 +96,8 @@ from .presets import (
     get_web_config,
     preset,
 )
-from .session import ResilientSession, create_resilient_client
+from .installation import install, uninstall
+from .session import ResilientMixin, ResilientSession, create_resilient_client
 
 __version__ = "0.1.0"
 
@@ -116,7 +117,7 @@ __all__ = [
     "Listener", "RetryScheduled", "AttemptFailed", "BreakerStateChanged", "CallShortCircuited",
     "BulkheadRejected", "CallFinished",
     "Compartment", "DependencyConfig", "Registry", "registry", "reset", "RateLimitConfig", "RateLimitedError",
-    "get_web_config",
+    "get_web_config", "ResilientMixin", "install", "uninstall",
     "codes", "Request", "Response", "PreparedRequest", "RequestException", "HTTPError", "Timeout",
     "ConnectTimeout", "ReadTimeout", "TooManyRedirects", "URLRequired", "JSONDecodeError",
 ]

@@ -15,9 +15,11 @@ import logging
 import os
 import re
 import threading
-from typing import Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optional, cast
+import types
+from typing import Any, Callable, ClassVar, Dict, Iterable, Iterator, List, Mapping, Optional, cast
 
 import requests
+import requests.sessions
 from requests.adapters import BaseAdapter
 from requests.sessions import merge_setting
 from urllib3 import PoolManager
@@ -32,9 +34,22 @@ from .exceptions import error_for_status
 from .pipeline import Call, Pipeline, describe
 from .transport import ResilientAdapter
 
-__all__ = ["ResilientSession", "create_resilient_client"]
+__all__ = ["ResilientMixin", "ResilientSession", "create_resilient_client"]
 
 _HAS_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*:")
+
+
+def _requests_session() -> type:
+    """requests' own ``Session`` class, even if a tool (``install()`` here,
+    requests-cache's ``install_cache()``) stands another in its place."""
+    for klass in requests.sessions.Session.__mro__:
+        if klass.__module__ == "requests.sessions" and klass.__name__ == "Session":
+            return klass
+    raise ImportError("requests.sessions.Session is not requests' Session")  # pragma: no cover
+
+
+#: requests' own ``Session`` (the base of every session here).
+REQUESTS_SESSION: Any = _requests_session()
 
 
 class _GuardedAdapter:
@@ -102,31 +117,133 @@ def _with_base_url(config: ClientConfig, base_url: str) -> ClientConfig:
     return config.replace(base_url=base_url)
 
 
-class ResilientSession(requests.Session):
-    """A ``requests.Session`` with timeouts, retries, per-origin circuit
-    breakers and a bulkhead around every call. See :mod:`resilient_requests`."""
+class _AdapterLookup:
+    """``get_adapter`` as a data descriptor, so no instance attribute can hide it.
 
-    __attrs__ = requests.Session.__attrs__ + ["config"]
+    A tool may set ``session.get_adapter`` on an instance for a while
+    (requests-mock's ``Mocker`` does, around every send, and puts back the
+    *class's* method afterwards: a plain method of ours would stay hidden for
+    good, and with it retries and the breaker). Here such an assignment is
+    kept as an override that our lookup asks instead of the mounted adapters,
+    whose answer is still guarded while a call runs; assigning requests' or
+    our own method back removes the override.
+    """
 
-    def __init__(self, config: Optional[ClientConfig] = None, *, base_url: Optional[str] = None,
-                 registry: Optional[Registry] = None, isolated: bool = False,
-                 _shared: Optional[_Shared] = None) -> None:
-        """``config`` (default ``ClientConfig()``); ``base_url=`` sets its
-        ``base_url`` (as httpx's ``Client(base_url=...)`` does). The breakers, bulkheads and
-        budgets come from the process-wide registry of compartments (see
-        :mod:`resilient_requests.compartments`), shared with every session
-        calling the same dependency with the same policy; ``registry=`` uses
-        another :class:`Registry`, and ``isolated=True`` a private one, so this
-        session shares state with no other."""
+    def __get__(self, session: Any, owner: Any = None) -> Any:
+        if session is None:
+            return _get_adapter
+        return types.MethodType(_get_adapter, session)
+
+    def __set__(self, session: Any, value: Any) -> None:
+        function = getattr(value, "__func__", value)
+        if function is _get_adapter or function is REQUESTS_SESSION.get_adapter:
+            session.__dict__.pop("_adapter_override", None)
+        else:
+            session.__dict__["_adapter_override"] = value
+
+    def __delete__(self, session: Any) -> None:
+        session.__dict__.pop("_adapter_override", None)
+
+
+def _get_adapter(session: "ResilientMixin", url: str) -> BaseAdapter:
+    """The mounted adapter for ``url`` (guarded while a call is running)."""
+    override = session.__dict__.get("_adapter_override")
+    adapter: BaseAdapter
+    if override is not None:
+        adapter = override(url)
+    else:
+        adapter = super(ResilientMixin, session).get_adapter(url)
+    call = getattr(session._local, "call", None)
+    if call is None:
+        return adapter
+    return _GuardedAdapter(adapter, call)  # type: ignore[return-value]
+
+
+#: requests.Session and its own bases.
+_REQUESTS_OWN = frozenset(REQUESTS_SESSION.__mro__)
+
+
+def _starts_early(cls: type) -> bool:
+    """Whether ``cls.request`` may begin the call before requests prepares
+    anything: only when no other class in ``cls``'s bases sends (a cache's
+    ``send`` may answer without sending: an open breaker must not refuse that)
+    and none after ours re-dispatches ``request`` (a base-URL session joins the
+    URL there; a futures session hands it to another thread). Otherwise the call
+    begins in our ``send``, where a request is really about to go out."""
+    ours = cls.__mro__.index(ResilientMixin)
+    for position, klass in enumerate(cls.__mro__):
+        if klass is ResilientMixin or klass in _REQUESTS_OWN:
+            continue
+        if "send" in vars(klass) or (position > ours and "request" in vars(klass)):
+            return False
+    return True
+
+
+class _Handed:
+    """A ``deadline=`` on its way from a verb method to our ``request()``."""
+
+    __slots__ = ("deadline", "taken")
+
+    def __init__(self, deadline: Optional[float]) -> None:
+        self.deadline = deadline
+        self.taken = False
+
+
+def _lost_deadline(session: "ResilientMixin") -> None:
+    """Say (once per session) that a ``deadline=`` could not be applied."""
+    if session.__dict__.get("_lost_deadline_told"):
+        return
+    session.__dict__["_lost_deadline_told"] = True
+    session._pipeline.log.warning(
+        "deadline= was not applied: %s sent the request on another thread; the dependency's "
+        "timeout.total applies (for a deadline per call, use FuturesSession(session=ResilientSession()))",
+        type(session).__name__, extra={"outcome": "deadline_lost"},
+    )
+
+
+class ResilientMixin(REQUESTS_SESSION):  # type: ignore[misc]
+    """Resilience for any ``requests.Session`` subclass: the layers of
+    :mod:`.pipeline` around every call. :class:`ResilientSession` is this
+    mixin on ``requests.Session``; combine it with another library's session
+    class (requests-cache's ``CacheMixin``, requests-oauthlib's
+    ``OAuth2Session``, toolbelt's ``BaseUrlSession``, ``FuturesSession``)::
+
+        class ResilientOAuth(OAuth2Session, ResilientMixin):
+            default_config = preset("web")
+
+    Keyword arguments ``config=``, ``registry=`` and ``isolated=`` are taken
+    here; every other argument goes on to the other bases. ``default_config``
+    (a class attribute) is the config when none is passed. A cache goes
+    *before* the mixin (``class S(CacheMixin, ResilientMixin)``), so that a
+    cached answer is served while the breaker is open. See docs/guides/using-with/.
+    """
+
+    __attrs__ = REQUESTS_SESSION.__attrs__ + ["config"]
+
+    #: The config of sessions of this class made without ``config=``
+    #: (``None``: ``ClientConfig()``).
+    default_config: ClassVar[Optional[ClientConfig]] = None
+
+    #: Whether ``request()`` begins the call (set per class, see ``_starts_early``).
+    _early: ClassVar[bool] = True
+
+    get_adapter = _AdapterLookup()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls._early = _starts_early(cls)
+
+    def __init__(self, *args: Any, config: Optional[ClientConfig] = None, registry: Optional[Registry] = None,
+                 isolated: bool = False, _shared: Optional[_Shared] = None, **kwargs: Any) -> None:
+        """See the class; ``registry=`` and ``isolated=`` as in :class:`ResilientSession`."""
         if config is not None and not isinstance(config, ClientConfig):
             raise TypeError(_not_a_config(config))
         if isolated and registry is not None:
             raise ValueError("ResilientSession takes registry= or isolated=True, not both")
         if config is None:
-            config = _shared.config if _shared is not None else ClientConfig()
-        if base_url is not None:
-            config = _with_base_url(config, base_url)
-        super().__init__()
+            config = _shared.config if _shared is not None else (type(self).default_config or ClientConfig())
+        self._local = threading.local()  # before the other bases: their __init__ may send already
+        super().__init__(*args, **kwargs)
         self.config = config
         self._registry = Registry() if isolated else registry
         self._owns_registry = isolated
@@ -140,7 +257,6 @@ class ResilientSession(requests.Session):
             self._pipeline = Pipeline(config, _logger_for(config), self._registry)
             self.mount("https://", _adapter(config))
             self.mount("http://", _adapter(config))
-        self._local = threading.local()
         self._proxy_cache = ProxyCache()
         forking.track(self)
         self.verify = config.verify_ssl
@@ -230,6 +346,10 @@ class ResilientSession(requests.Session):
             kwargs["timeout"] = self._pipeline.routes.get(request.url or "").default_timeout
         elif not _plainly_valid(timeout):
             _check_timeout(timeout)  # a bad one fails here, before any attempt: nothing is sent
+        if deadline is None and not self._early:
+            deadline = getattr(self._local, "deadline", None)  # handed on by our request()
+            if deadline is not None:
+                self._local.deadline = None
         return self._call(request.method or "", request.url or "",
                           lambda: self._send_in_call(request, kwargs), deadline)
 
@@ -240,15 +360,7 @@ class ResilientSession(requests.Session):
         request_id = call.request_id
         if request_id is not None and "X-Request-ID" not in request.headers:
             request.headers["X-Request-ID"] = request_id
-        return super().send(request, **kwargs)
-
-    def get_adapter(self, url: str) -> BaseAdapter:
-        """The mounted adapter for ``url`` (guarded while a call is running)."""
-        adapter = super().get_adapter(url)
-        call = getattr(self._local, "call", None)
-        if call is None:
-            return adapter
-        return _GuardedAdapter(adapter, call)  # type: ignore[return-value]
+        return cast(requests.Response, super().send(request, **kwargs))
 
     # -- URLs and defaults --
     def absolute_url(self, url: Any) -> Any:
@@ -267,23 +379,77 @@ class ResilientSession(requests.Session):
         """``requests.Session.request``, with ``base_url`` and ``follow_redirects`` applied.
         ``deadline=`` (seconds) bounds this call instead of ``TimeoutConfig.total``."""
         deadline = kwargs.pop("deadline", None)
+        if deadline is None:
+            handed = getattr(self._local, "handed", None)
+            if handed and not handed[-1].taken:
+                handed[-1].taken = True
+                deadline = handed[-1].deadline
         if len(args) < 8 and "allow_redirects" not in kwargs:  # 8th positional after url
             kwargs["allow_redirects"] = self.config.follow_redirects
         if isinstance(url, bytes):
             url = url.decode("utf-8")
         url = self.absolute_url(url if isinstance(url, str) else str(url))
         parent = cast(requests.Session, super())  # mypy types a stored super() as "super"
+        if not self._early:
+            # Another base sends or re-dispatches after us: the call begins in send().
+            if deadline is None:
+                return parent.request(method, url, *args, **kwargs)
+            self._local.deadline = self._deadline(deadline)  # a bad one fails here, before anything is prepared
+            try:
+                return parent.request(method, url, *args, **kwargs)
+            finally:
+                if self._local.deadline is not None:
+                    self._local.deadline = None
+                    _lost_deadline(self)
         return self._call(method.upper(), url, lambda: parent.request(method, url, *args, **kwargs), deadline)
+
+    def _verb(self, method: str, url: Any, kwargs: Dict[str, Any]) -> requests.Response:
+        """``self.request(method, url, **kwargs)``. When another base's ``request``
+        runs before ours, ``deadline=`` is handed to ours on the side: it never
+        reaches theirs (requests-oauthlib's sends arguments it does not know to
+        the token endpoint as form fields)."""
+        if type(self).request is ResilientMixin.request:
+            return self.request(method, url, **kwargs)
+        handed = _Handed(self._deadline(kwargs.pop("deadline", None)))
+        stack = self._local.__dict__.setdefault("handed", [])
+        stack.append(handed)  # a request made inside theirs (a token refresh) takes its own
+        try:
+            return self.request(method, url, **kwargs)
+        finally:
+            stack.pop()
+            if handed.deadline is not None and not handed.taken:
+                _lost_deadline(self)
 
     def get(self, url: Any, **kwargs: Any) -> requests.Response:  # type: ignore[override, unused-ignore]
         """GET, following redirects as ``config.follow_redirects`` says unless told."""
         kwargs.setdefault("allow_redirects", self.config.follow_redirects)
-        return self.request("GET", url, **kwargs)
+        return self._verb("GET", url, kwargs)
 
     def options(self, url: Any, **kwargs: Any) -> requests.Response:  # type: ignore[override, unused-ignore]
         """OPTIONS, following redirects as ``config.follow_redirects`` says unless told."""
         kwargs.setdefault("allow_redirects", self.config.follow_redirects)
-        return self.request("OPTIONS", url, **kwargs)
+        return self._verb("OPTIONS", url, kwargs)
+
+    def head(self, url: Any, **kwargs: Any) -> requests.Response:  # type: ignore[override, unused-ignore]
+        """HEAD (redirects not followed unless told, as in requests)."""
+        kwargs.setdefault("allow_redirects", False)
+        return self._verb("HEAD", url, kwargs)
+
+    def post(self, url: Any, data: Any = None, json: Any = None, **kwargs: Any) -> requests.Response:  # type: ignore[override, unused-ignore]
+        """POST (retried only when it never reached the server, or with an ``Idempotency-Key``)."""
+        return self._verb("POST", url, dict(kwargs, data=data, json=json))
+
+    def put(self, url: Any, data: Any = None, **kwargs: Any) -> requests.Response:  # type: ignore[override, unused-ignore]
+        """PUT."""
+        return self._verb("PUT", url, dict(kwargs, data=data))
+
+    def patch(self, url: Any, data: Any = None, **kwargs: Any) -> requests.Response:  # type: ignore[override, unused-ignore]
+        """PATCH (not idempotent: see :meth:`post`)."""
+        return self._verb("PATCH", url, dict(kwargs, data=data))
+
+    def delete(self, url: Any, **kwargs: Any) -> requests.Response:  # type: ignore[override, unused-ignore]
+        """DELETE."""
+        return self._verb("DELETE", url, kwargs)
 
     def merge_environment_settings(  # type: ignore[override, unused-ignore]  # types-requests: a TypedDict
         self, url: str, proxies: Any, stream: Any, verify: Any, cert: Any,  # type: ignore[override, unused-ignore]
@@ -351,6 +517,30 @@ class ResilientSession(requests.Session):
     def describe(self) -> Mapping[str, Any]:
         """The resilience layers, outermost first, with their settings."""
         return describe(self._pipeline)
+
+
+class ResilientSession(ResilientMixin):
+    """A ``requests.Session`` with timeouts, retries, per-origin circuit
+    breakers and a bulkhead around every call. See :mod:`resilient_requests`."""
+
+    def __init__(self, config: Optional[ClientConfig] = None, *, base_url: Optional[str] = None,
+                 registry: Optional[Registry] = None, isolated: bool = False,
+                 _shared: Optional[_Shared] = None, **kwargs: Any) -> None:
+        """``config`` (default ``ClientConfig()``); ``base_url=`` sets its
+        ``base_url`` (as httpx's ``Client(base_url=...)`` does). The breakers, bulkheads and
+        budgets come from the process-wide registry of compartments (see
+        :mod:`resilient_requests.compartments`), shared with every session
+        calling the same dependency with the same policy; ``registry=`` uses
+        another :class:`Registry`, and ``isolated=True`` a private one, so this
+        session shares state with no other. Other keyword arguments go on to
+        the next base (when this class is combined with another session class)."""
+        if config is not None and not isinstance(config, ClientConfig):
+            raise TypeError(_not_a_config(config))
+        if base_url is not None:
+            if config is None:
+                config = _shared.config if _shared is not None else (type(self).default_config or ClientConfig())
+            config = _with_base_url(config, base_url)
+        super().__init__(config=config, registry=registry, isolated=isolated, _shared=_shared, **kwargs)
 
 
 def _plainly_valid(timeout: Any) -> bool:
