@@ -18,6 +18,13 @@ connection classes here switch it to ``TimeoutConfig.write`` once connected,
 until urllib3 sets the read timeout for the response (on direct connections;
 through a proxy urllib3's timeouts are kept). On every connection, direct or
 through a proxy, they hand the socket to the call's deadline.
+
+Tools that record and replay traffic (vcrpy) swap the ``ConnectionCls`` of
+urllib3's pool classes for their own while a cassette is in use. Our pools
+follow that swap: they pick their connection class each time they open a
+connection, as urllib3's own pools do when they read the class attribute, so
+a cassette sees the calls of sessions made before it, and the first
+connection after it is a real one of ours again (see :class:`_ConnectionClass`).
 """
 from __future__ import annotations
 
@@ -46,14 +53,13 @@ ADAPTER_RETRY = Retry(
 
 class _SendTimeoutMixin:
     """Puts ``write_timeout`` on the socket while the request is sent, and
-    hands the socket to the call's deadline, if it has one."""
+    hands the socket to the call's deadline, if it has one. The pool sets
+    ``write_timeout`` on a new connection (not through ``conn_kw``: a
+    recording tool's connection class would get it too, and refuse it)."""
 
     sock: Any
     timeout: Any
-
-    def __init__(self, *args: Any, write_timeout: Optional[float] = None, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.write_timeout = write_timeout
+    write_timeout: Optional[float] = None
 
     def request(self, *args: Any, **kwargs: Any) -> None:
         if self.sock is None:
@@ -76,9 +82,54 @@ class _HTTPSConnection(_SendTimeoutMixin, HTTPSConnection):
     pass
 
 
-class _DetachMixin:
-    """Takes a connection's socket away from the call's deadline before the
-    connection goes back to the pool (another call may pick it up at once)."""
+class _ConnectionClass:
+    """The ``ConnectionCls`` of our pools, chosen each time a pool opens a
+    connection (urllib3 reads ``self.ConnectionCls`` in ``_new_conn``) from
+    what urllib3's own pool class holds at that moment:
+
+    * urllib3's class: ours, with the write timeout and the deadline's socket.
+    * anything else: a tool has patched it in (vcrpy's ``VCRRequestsHTTPConnection``
+      while a cassette is in use), and plain requests would now use that class;
+      so do we, or the cassette would neither see nor block our calls. Its
+      connections are not ours, so on them the deadline cannot shut the socket
+      down mid-attempt and the write timeout is not set: a replayed answer has
+      no socket to bound, and a recorded one is sent by the tool through a
+      connection of urllib3's own class, which we never get to hand the socket
+      to. What still applies to that traffic: the connect and read timeouts
+      (capped at what is left of the deadline; the tool passes them on), the
+      deadline's checks before and after each attempt, retries, the breaker,
+      the bulkhead and the rate limit, which all sit above the pool.
+
+    Chosen per connection, not per pool: pools are cached per host, so a pool
+    made under a cassette would otherwise keep the tool's class after it ends,
+    and one made before it would keep sending to the network inside it. vcrpy
+    also drops, while patched, pooled connections not of the patched class,
+    and closes its own when the cassette ends; so neither kind crosses over.
+    """
+
+    def __init__(self, stock_pool: type, stock: type, ours: type) -> None:
+        self.stock_pool = stock_pool
+        self.stock = stock
+        self.ours = ours
+
+    def __get__(self, pool: Any, owner: Optional[type] = None) -> type:
+        current: type = self.stock_pool.ConnectionCls  # type: ignore[attr-defined]
+        return self.ours if current is self.stock else current
+
+
+class _PoolMixin:
+    """Gives a new connection of ours the pool's write timeout, and takes a
+    connection's socket away from the call's deadline before the connection
+    goes back to the pool (another call may pick it up at once)."""
+
+    #: Set by ``_PoolManager._new_pool``; None (urllib3's timeouts) through a proxy.
+    write_timeout: Optional[float] = None
+
+    def _new_conn(self) -> Any:
+        conn = super()._new_conn()  # type: ignore[misc]
+        if isinstance(conn, _SendTimeoutMixin):
+            conn.write_timeout = self.write_timeout
+        return conn
 
     def _put_conn(self, conn: Any) -> None:
         deadline = deadlines.current()
@@ -87,12 +138,12 @@ class _DetachMixin:
         super()._put_conn(conn)  # type: ignore[misc]
 
 
-class _HTTPPool(_DetachMixin, HTTPConnectionPool):
-    ConnectionCls = _HTTPConnection
+class _HTTPPool(_PoolMixin, HTTPConnectionPool):
+    ConnectionCls = _ConnectionClass(HTTPConnectionPool, HTTPConnection, _HTTPConnection)
 
 
-class _HTTPSPool(_DetachMixin, HTTPSConnectionPool):
-    ConnectionCls = _HTTPSConnection
+class _HTTPSPool(_PoolMixin, HTTPSConnectionPool):
+    ConnectionCls = _ConnectionClass(HTTPSConnectionPool, HTTPSConnection, _HTTPSConnection)
 
 
 class _PoolManager(PoolManager):
@@ -105,7 +156,7 @@ class _PoolManager(PoolManager):
         # PoolKey has a fixed set of fields, so per-manager settings cannot
         # travel in connection_pool_kw; _new_pool is urllib3's documented hook.
         pool: Any = super()._new_pool(scheme, host, port, request_context)  # one of our pool classes
-        pool.conn_kw = {**pool.conn_kw, "write_timeout": self._write_timeout}
+        pool.write_timeout = self._write_timeout
         return pool
 
 
