@@ -17,13 +17,16 @@ from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import dataclass
-from typing import Any, Optional, Tuple
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Optional, Tuple
+
+if TYPE_CHECKING:
+    from requests import PreparedRequest
 
 __all__ = [
     "Listener", "Events",
     "RetryScheduled", "AttemptFailed", "BreakerStateChanged", "CallShortCircuited",
-    "BulkheadRejected", "CallFinished",
+    "BulkheadRejected", "CallFinished", "AttemptStarted", "AttemptFinished",
 ]
 
 
@@ -101,6 +104,47 @@ class CallFinished:
     # "not_sent": failed before any attempt, not for the origin's sake (an invalid URL, header or timeout)
 
 
+@dataclass(frozen=True)
+class AttemptStarted:
+    """One attempt is about to be sent: after the breaker admitted it, before the
+    adapter's ``send()``. A hedged attempt (a race) is one attempt.
+
+    ``attempt`` counts the requests of the call sent so far, this one included,
+    across redirects (1 = the first), so ``attempt - 1`` is what OpenTelemetry calls
+    ``http.request.resend_count``. ``request`` is the request as it will be sent;
+    a listener may add a header to it (a trace context, say) and nothing else.
+    Every ``AttemptStarted`` is followed by one :class:`AttemptFinished` with the
+    same ``request`` on the same thread, unless a ``BaseException`` (such as
+    ``KeyboardInterrupt``) ends the call in between."""
+
+    origin: str
+    method: str
+    url: str  # without query string or credentials
+    request_id: Optional[str]
+    attempt: int
+    request: "PreparedRequest" = field(repr=False, compare=False)
+
+
+@dataclass(frozen=True)
+class AttemptFinished:
+    """One attempt ended: with a response (``status``) or an ``exception``.
+    ``failed`` says whether it counts as a failure (an error, a status that is retried
+    or that the breaker counts), as :class:`AttemptFailed`, which precedes it then;
+    ``reason`` is the status or the kind of failure, as in the logs. ``request`` is
+    the one of the :class:`AttemptStarted` it ends."""
+
+    origin: str
+    method: str
+    url: str
+    request_id: Optional[str]
+    attempt: int
+    reason: str
+    status: Optional[int]
+    exception: Optional[BaseException]
+    failed: bool
+    request: "PreparedRequest" = field(repr=False, compare=False)
+
+
 class Listener:
     """Base class with every hook as a no-op; override the ones you need."""
 
@@ -121,6 +165,12 @@ class Listener:
 
     def call_finished(self, event: CallFinished) -> None:
         """A call ended."""
+
+    def attempt_started(self, event: AttemptStarted) -> None:
+        """An attempt is about to be sent."""
+
+    def attempt_finished(self, event: AttemptFinished) -> None:
+        """An attempt ended, failed or not."""
 
 
 class Events:
