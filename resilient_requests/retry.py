@@ -127,7 +127,8 @@ def _try_again(outcome: Outcome) -> bool:
 
 
 def _run_attempt(call: "Attempts") -> Outcome:
-    return call.attempt()
+    made, call.made = call.made, None
+    return made if made is not None else call.attempt()
 
 
 def _before_wait(details: Details) -> None:
@@ -136,6 +137,9 @@ def _before_wait(details: Details) -> None:
 
 class Attempts:
     """What the loop drives: one attempt at a time, told before each wait."""
+
+    #: The first attempt, made before backoff's loop was entered (see ``RetryLoop.run``).
+    made: Optional[Outcome] = None
 
     def attempt(self) -> Outcome:  # pragma: no cover - interface
         """Make one attempt."""
@@ -170,5 +174,11 @@ class RetryLoop:
         )(_run_attempt)
 
     def run(self, call: Attempts) -> Outcome:
-        """Drive ``call`` to its last outcome."""
+        """Drive ``call`` to its last outcome. The first attempt is made here:
+        most calls need no other, and backoff's loop (a wait generator and its
+        details per call) is entered only for a retry, with that attempt as its first."""
+        outcome = call.attempt()
+        if not (outcome.retry and MODE.retries) or self.config.max_attempts <= 1:
+            return outcome
+        call.made = outcome
         return self._loop(call)

@@ -66,6 +66,8 @@ class Routes:
 
     #: Routes cached per session before the cache is emptied (a crawler's session).
     max_routes = 512
+    #: URLs remembered with their route before that cache is emptied.
+    max_urls = 256
 
     def __init__(self, config: ClientConfig, registry: Registry, events: Events, logger: logging.Logger) -> None:
         self.config = config
@@ -73,14 +75,22 @@ class Routes:
         self._events = events
         self._logger = logger
         self._routes: Dict[str, Route] = {}
+        self._by_url: Dict[str, Route] = {}
         self._lock = threading.Lock()
 
     def get(self, url: str) -> Route:
         """The route of ``url``'s origin."""
+        route = self._by_url.get(url)  # a call asks three times (start, send, hop): once parsed
+        if route is not None and route.compartment.live:
+            return route
         origin = origin_of(url)
         route = self._routes.get(origin)
         if route is None or not route.compartment.live:
             route = self._make(origin)
+        by_url = self._by_url
+        if len(by_url) >= self.max_urls:
+            self._by_url = by_url = {}
+        by_url[url] = route
         return route
 
     def compartment(self, url: str) -> Compartment:

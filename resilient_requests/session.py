@@ -21,7 +21,6 @@ from typing import Any, Callable, ClassVar, Dict, Iterable, Iterator, List, Mapp
 import requests
 import requests.sessions
 from requests.adapters import BaseAdapter
-from requests.sessions import merge_setting
 from urllib3 import PoolManager
 from urllib3.util import Timeout
 
@@ -32,6 +31,7 @@ from .config import ClientConfig
 from .environment import ProxyCache
 from .exceptions import error_for_status
 from .pipeline import Call, Pipeline, describe
+from .preparation import merge, prepare
 from .transport import ResilientAdapter
 
 __all__ = ["ResilientMixin", "ResilientSession", "create_resilient_client"]
@@ -229,9 +229,14 @@ class ResilientMixin(REQUESTS_SESSION):  # type: ignore[misc]
 
     get_adapter = _AdapterLookup()
 
+    #: Whether ``prepare_request`` may use :func:`.preparation.prepare` (no base after ours overrides it).
+    _own_prepare: ClassVar[bool] = True
+
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         cls._early = _starts_early(cls)
+        after = cls.__mro__[cls.__mro__.index(ResilientMixin) + 1:]
+        cls._own_prepare = not any("prepare_request" in vars(klass) for klass in after if klass not in _REQUESTS_OWN)
 
     def __init__(self, *args: Any, config: Optional[ClientConfig] = None, registry: Optional[Registry] = None,
                  isolated: bool = False, _shared: Optional[_Shared] = None, **kwargs: Any) -> None:
@@ -451,6 +456,13 @@ class ResilientMixin(REQUESTS_SESSION):  # type: ignore[misc]
         """DELETE."""
         return self._verb("DELETE", url, kwargs)
 
+    def prepare_request(self, request: requests.Request) -> requests.PreparedRequest:
+        """requests' ``prepare_request``, step for step, with its merges done
+        without requests' slow path (see :mod:`.preparation`)."""
+        if self._own_prepare:
+            return prepare(self, request)
+        return cast(requests.PreparedRequest, super().prepare_request(request))
+
     def merge_environment_settings(  # type: ignore[override, unused-ignore]  # types-requests: a TypedDict
         self, url: str, proxies: Any, stream: Any, verify: Any, cert: Any,  # type: ignore[override, unused-ignore]
     ) -> Dict[str, Any]:
@@ -467,10 +479,10 @@ class ResilientMixin(REQUESTS_SESSION):  # type: ignore[misc]
             if verify is True or verify is None:
                 verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or verify
         return {
-            "proxies": merge_setting(proxies, self.proxies),
-            "stream": merge_setting(stream, self.stream),
-            "verify": merge_setting(verify, self.verify),
-            "cert": merge_setting(cert, self.cert),
+            "proxies": merge(proxies, self.proxies),
+            "stream": merge(stream, self.stream),
+            "verify": merge(verify, self.verify),
+            "cert": merge(cert, self.cert),
         }
 
     # -- introspection --

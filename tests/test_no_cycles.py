@@ -140,12 +140,12 @@ def test_close_closes_every_socket_with_the_collector_off(server: FaultServer) -
         for kind, (fields, *_) in KINDS.items():
             session = _session(**fields)
             sessions.append(session)
-            session.get(server.url("/ok")).close()
+            session.get(server.url("/ok"), timeout=2.0).close()  # not READ: a loaded host may take longer
             call = _ours(session, server, kind)
             for _ in range(CALLS):
                 call()
             if kind != "open breaker":  # (its origin refuses every call now)
-                response = session.get(server.url("/ok"))  # leaves an idle connection in the pool
+                response = session.get(server.url("/ok"), timeout=2.0)  # leaves an idle connection in the pool
                 response.close()
                 kept.append(response)
         for session in sessions:
