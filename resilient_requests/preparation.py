@@ -22,11 +22,12 @@ from http.cookiejar import CookieJar
 from typing import Any, cast
 
 import requests
-import requests.sessions
 from requests.cookies import RequestsCookieJar, cookiejar_from_dict, merge_cookies
 from requests.hooks import default_hooks
 from requests.sessions import merge_hooks, merge_setting
 from requests.structures import CaseInsensitiveDict
+
+from .environment import netrc_auth
 
 __all__ = ["merge", "prepare"]
 
@@ -76,8 +77,7 @@ def prepare(session: requests.Session, request: requests.Request) -> requests.Pr
     merged_cookies = merge_cookies(merge_cookies(RequestsCookieJar(), session.cookies), cookies)
     auth = request.auth
     if session.trust_env and not auth and not session.auth:
-        # Looked up where requests' prepare_request finds it (tests patch it there).
-        auth = getattr(requests.sessions, "get_netrc_auth")(cast(str, request.url))  # noqa: B009
+        auth = netrc_auth(cast(str, request.url))  # requests' lookup, its paths kept (.environment)
     prepared = requests.PreparedRequest()
     prepared.prepare(
         method=request.method.upper(),  # type: ignore[union-attr]  # as requests: None fails here

@@ -394,7 +394,7 @@ class ResilientMixin(REQUESTS_SESSION):  # type: ignore[misc]
         if isinstance(url, bytes):
             url = url.decode("utf-8")
         url = self.absolute_url(url if isinstance(url, str) else str(url))
-        parent = cast(requests.Session, super())  # mypy types a stored super() as "super"
+        parent: requests.Session = super()  # type: ignore[assignment]  # mypy types it "super"
         if not self._early:
             # Another base sends or re-dispatches after us: the call begins in send().
             if deadline is None:
@@ -428,6 +428,8 @@ class ResilientMixin(REQUESTS_SESSION):  # type: ignore[misc]
     def get(self, url: Any, **kwargs: Any) -> requests.Response:  # type: ignore[override, unused-ignore]
         """GET, following redirects as ``config.follow_redirects`` says unless told."""
         kwargs.setdefault("allow_redirects", self.config.follow_redirects)
+        if type(self).request is ResilientMixin.request:  # the common case, one frame less
+            return self.request("GET", url, **kwargs)
         return self._verb("GET", url, kwargs)
 
     def options(self, url: Any, **kwargs: Any) -> requests.Response:  # type: ignore[override, unused-ignore]

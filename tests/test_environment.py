@@ -1,6 +1,9 @@
 """Proxies from the environment: looked up once per origin, and re-read when the environment changes."""
 from __future__ import annotations
 
+import requests
+import requests.auth
+
 from resilient_requests.testing import FaultServer
 
 
@@ -48,3 +51,39 @@ def test_trust_env_false_ignores_the_environment(fault_server, make_session, mon
         session.get(fault_server.url("/x"))
         assert proxy.requests == []
     assert fault_server.hits("/x") == 1
+
+
+def _authorization(server: FaultServer):
+    return [r.headers.get("Authorization") for r in server.requests]
+
+
+def test_a_netrc_file_is_read_as_requests_reads_it_even_when_made_or_changed_meanwhile(
+        fault_server, make_session, monkeypatch, tmp_path):
+    """The netrc lookup keeps only its paths: a file created, changed or moved (NETRC, HOME)
+    while the process runs is seen on the next call, as with plain requests."""
+    monkeypatch.delenv("NETRC", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    session = make_session()
+    url = fault_server.url("/n")
+    session.get(url)                                                  # no netrc file yet
+    (tmp_path / ".netrc").write_text("machine 127.0.0.1 login alice password one\n")
+    session.get(url)                                                  # created since: used
+    (tmp_path / ".netrc").write_text("machine 127.0.0.1 login alice password two\n")
+    session.get(url)                                                  # changed: read again
+    elsewhere = tmp_path / "other"
+    elsewhere.write_text("machine 127.0.0.1 login bob password three\n")
+    monkeypatch.setenv("NETRC", str(elsewhere))
+    session.get(url)                                                  # NETRC now points elsewhere
+    session.trust_env = False
+    session.get(url)                                                  # trust_env off: no netrc
+    plain = requests.Session()
+    monkeypatch.delenv("NETRC")
+    expected_last = plain.prepare_request(requests.Request("GET", url)).headers.get("Authorization")
+    assert _authorization(fault_server) == [
+        None,
+        requests.auth._basic_auth_str("alice", "one"),
+        requests.auth._basic_auth_str("alice", "two"),
+        requests.auth._basic_auth_str("bob", "three"),
+        None,
+    ]
+    assert expected_last == requests.auth._basic_auth_str("alice", "two")  # plain requests agrees
