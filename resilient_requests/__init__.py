@@ -67,6 +67,8 @@ from .config import (
 )
 from .events import (
     AttemptFailed,
+    AttemptFinished,
+    AttemptStarted,
     BreakerStateChanged,
     BulkheadRejected,
     CallFinished,
@@ -88,6 +90,7 @@ from .exceptions import (
     ThrottledError,
     TimeoutError,
 )
+from .installation import install, uninstall
 from .presets import (
     get_batch_processing_config,
     get_default_config,
@@ -96,7 +99,6 @@ from .presets import (
     get_web_config,
     preset,
 )
-from .installation import install, uninstall
 from .session import ResilientMixin, ResilientSession, create_resilient_client
 
 __version__ = "0.1.0"
@@ -114,7 +116,8 @@ __all__ = [
     "TimeoutError", "configure", "create_resilient_client", "delete", "exceptions", "get",
     "get_batch_processing_config", "get_default_config", "get_fast_microservice_config", "get_high_latency_config", "head",
     "options", "patch", "post", "preset", "put", "request", "session",
-    "Listener", "RetryScheduled", "AttemptFailed", "BreakerStateChanged", "CallShortCircuited",
+    "Listener", "RetryScheduled", "AttemptFailed", "AttemptStarted", "AttemptFinished", "BreakerStateChanged",
+    "CallShortCircuited",
     "BulkheadRejected", "CallFinished",
     "Compartment", "DependencyConfig", "Registry", "registry", "reset", "RateLimitConfig", "RateLimitedError",
     "get_web_config", "ResilientMixin", "install", "uninstall",

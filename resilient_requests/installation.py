@@ -88,13 +88,23 @@ def install(config: Optional[ClientConfig] = None) -> None:
         else:
             config = api._current().config
         cls = _session_class(_saved["Session"], config)
+        cached = _saved["Session"] is not REQUESTS_SESSION  # another tool's class (a cache) is in front
 
         def session() -> requests.Session:
             """A new (resilient) session, as ``requests.session()``."""
             return cls()  # type: ignore[no-any-return]
 
+        def request(method: str, url: Any, **kwargs: Any) -> requests.Response:
+            """``requests.request``: one call in a session of the installed class (what a
+            requests-mock ``Mocker()`` made now patches, and a cache answers in), sharing
+            the module-level API's pools and layers unless another tool's class is in front."""
+            if cached:
+                with cls() as own:  # the cache's class makes its own pools: closed after the call
+                    return own.request(method=method, url=url, **kwargs)  # type: ignore[no-any-return]
+            return cls(_shared=api._current()).request(method=method, url=url, **kwargs)  # type: ignore[no-any-return]
+
         _put({"Session": cls, "sessions.Session": cls, "session": session, "sessions.session": session,
-              "request": api.request, "api.request": api.request})
+              "request": request, "api.request": request})
 
 
 def uninstall() -> None:

@@ -397,15 +397,18 @@ class ResilientMixin(REQUESTS_SESSION):  # type: ignore[misc]
         parent: requests.Session = super()  # type: ignore[assignment]  # mypy types it "super"
         if not self._early:
             # Another base sends or re-dispatches after us: the call begins in send().
-            if deadline is None:
+            # A request made inside theirs before our send() runs (requests-oauthlib's
+            # token refresh) has its own deadline, or none: the outer one waits for its send().
+            pending = getattr(self._local, "deadline", None)
+            if deadline is None and pending is None:
                 return parent.request(method, url, *args, **kwargs)
-            self._local.deadline = self._deadline(deadline)  # a bad one fails here, before anything is prepared
+            self._local.deadline = None if deadline is None else self._deadline(deadline)  # a bad one fails here
             try:
                 return parent.request(method, url, *args, **kwargs)
             finally:
                 if self._local.deadline is not None:
-                    self._local.deadline = None
                     _lost_deadline(self)
+                self._local.deadline = pending
         return self._call(method.upper(), url, lambda: parent.request(method, url, *args, **kwargs), deadline)
 
     def _verb(self, method: str, url: Any, kwargs: Dict[str, Any]) -> requests.Response:
