@@ -30,22 +30,83 @@ never reported at all.
 """
 from __future__ import annotations
 
+import builtins
 import enum
+import importlib.util
 import itertools
 import logging
+import sys
 import threading
 import time
 from collections import deque
 from datetime import datetime, timezone
-from typing import Any, Callable, Deque, Dict, Optional, Sequence, Tuple, Union
-
-import pybreaker
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, Callable, Deque, Dict, Optional, Sequence, Tuple, Union
 
 from .config import CircuitBreakerConfig
 from .events import BreakerStateChanged, Events
 from .exceptions import CircuitOpenError
 
 __all__ = ["CircuitState", "LocalState", "OriginBreaker", "RateWindow", "TransitionLog", "BreakerEvents"]
+
+#: The name pybreaker's module runs under here (see :func:`_pybreaker_without_redis`).
+_PYBREAKER = "resilient_requests._pybreaker"
+
+
+def _pybreaker_without_redis() -> ModuleType:
+    """pybreaker's module, run without its optional ``redis`` and ``tornado`` imports.
+
+    pybreaker tries ``from redis import Redis`` when it is imported, for its
+    ``CircuitRedisStorage``; with redis-py installed (our ``redis`` extra) that
+    import (redis-py's asyncio client, and OpenTelemetry when installed) was
+    60-120 ms of every ``import resilient_requests``, for a class this library
+    never uses: shared breaker state is :class:`.shared_state.RedisState`, our
+    own, which imports redis-py only when a session is configured with it.
+
+    So pybreaker's source runs a second time, as its own module
+    (``resilient_requests._pybreaker``), with ``import redis`` and ``import
+    tornado`` failing as if they were not installed; everything else in it is
+    unchanged. The real ``pybreaker`` module is left alone: we do not import it,
+    and a program that does gets it whole, ``CircuitRedisStorage`` included.
+    Rejected: hiding redis while importing the real ``pybreaker`` would leave
+    every other user of it without Redis storage for the life of the process;
+    importing pybreaker lazily would only move the cost to the first request,
+    which needs a breaker. Where pybreaker's source cannot be run this way (a
+    zipped or frozen application), it is imported as usual."""
+    loaded = sys.modules.get(_PYBREAKER)
+    if loaded is not None:
+        return loaded
+    found = importlib.util.find_spec("pybreaker")
+    origin = found.origin if found is not None else None
+    spec = (importlib.util.spec_from_file_location(_PYBREAKER, origin)
+            if origin is not None and origin.endswith(".py") else None)
+    if spec is None or spec.loader is None:
+        import pybreaker
+
+        return pybreaker
+    real_import = builtins.__import__
+
+    def without_optional(name: str, globals: Any = None, locals: Any = None,
+                         fromlist: Any = (), level: int = 0) -> ModuleType:
+        if level == 0 and name.partition(".")[0] in ("redis", "tornado"):
+            raise ImportError(f"{name} is not imported by resilient_requests' pybreaker")
+        return real_import(name, globals, locals, fromlist, level)
+
+    module = importlib.util.module_from_spec(spec)
+    module.__dict__["__builtins__"] = dict(vars(builtins), __import__=without_optional)
+    sys.modules[_PYBREAKER] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[_PYBREAKER]
+        raise
+    return module
+
+
+if TYPE_CHECKING:
+    import pybreaker
+else:
+    pybreaker = _pybreaker_without_redis()
 
 
 class CircuitState(str, enum.Enum):
@@ -257,11 +318,8 @@ class OriginBreaker:
             raise self._refusal(left)
 
     def _refusal(self, left: float) -> CircuitOpenError:
-        if left > 0:
-            message = f"circuit open for {self.origin}; next trial in {left:.3f}s"
-        else:
-            message = f"circuit half-open for {self.origin}; its trial calls are in flight"
-        return CircuitOpenError(message, origin=self.origin, retry_after=left)
+        # Its message is written when read (CircuitOpenError.__str__).
+        return CircuitOpenError(origin=self.origin, retry_after=left)
 
     def admit(self) -> Optional[str]:
         """Let an attempt through, or raise ``CircuitOpenError`` without I/O.

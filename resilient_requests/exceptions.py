@@ -116,6 +116,18 @@ class CircuitOpenError(ConnectionError):
         self.origin = origin
         self.retry_after = retry_after
 
+    def __str__(self) -> str:
+        if self.args:
+            return super().__str__()
+        # The breaker's refusals carry no message: it is written here, when someone
+        # reads it (a refusal is on the fast path; most are caught, not printed).
+        if self.retry_after > 0:
+            return f"circuit open for {self.origin}; next trial in {self.retry_after:.3f}s"
+        return f"circuit half-open for {self.origin}; its trial calls are in flight"
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({str(self)!r})"
+
 
 class ThrottledError(CircuitOpenError):
     """The client rejected the call itself: the origin accepted too few recent

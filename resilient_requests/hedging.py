@@ -21,7 +21,6 @@ from __future__ import annotations
 import threading
 import time
 import weakref
-from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, FrozenSet, List, Optional
 
 from . import deadline as deadlines
@@ -31,6 +30,8 @@ from .exceptions import CircuitOpenError
 from .retry import Outcome
 
 if TYPE_CHECKING:
+    from concurrent.futures import ThreadPoolExecutor
+
     from .compartments import Compartment
     from .pipeline import _Hop
 
@@ -44,6 +45,10 @@ class Hedging:
     """A session's hedging: its settings, delays and worker threads."""
 
     def __init__(self, config: ClientConfig) -> None:
+        # Imported here, not with this module: only a session that hedges needs worker threads.
+        from concurrent.futures import ThreadPoolExecutor
+
+        self._executor = ThreadPoolExecutor
         self._workers = config.bulkhead.max_concurrency  # a hedge needs a bulkhead slot anyway
         self._after_fork()
         forking.track(self)
@@ -70,7 +75,7 @@ class Hedging:
                 return False
             self._races.add(work)
             if self._pool is None:
-                self._pool = ThreadPoolExecutor(self._workers, thread_name_prefix="resilient_requests-hedge")
+                self._pool = self._executor(self._workers, thread_name_prefix="resilient_requests-hedge")
             future = self._pool.submit(work.hedge, racer)
         # A hedge still queued when close() shuts the workers down never runs:
         # the race must still hear that it ended, or its caller would wait for it.

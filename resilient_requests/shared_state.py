@@ -84,12 +84,15 @@ import os
 import threading
 import time
 from datetime import datetime, timezone
-from typing import Any, Callable, NamedTuple, Optional, Tuple, TypeVar, Union, cast
-
-import pybreaker
+from typing import TYPE_CHECKING, Any, Callable, NamedTuple, Optional, Tuple, TypeVar, Union, cast
 
 from .breaker import LocalState
 from .config import CircuitBreakerConfig, require_redis
+
+if TYPE_CHECKING:
+    import pybreaker
+else:  # the pybreaker module LocalState is built on (see breaker._pybreaker_without_redis)
+    from .breaker import pybreaker
 
 __all__ = ["RedisState", "connect", "FAILURES_TO_FALLBACK"]
 
