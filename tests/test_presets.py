@@ -10,6 +10,7 @@ from resilient_requests.presets import (
     get_default_config,
     get_fast_microservice_config,
     get_high_latency_config,
+    get_web_config,
     preset,
 )
 
@@ -20,10 +21,11 @@ BASE = "http://api.example.com/v1"
 TABLE = {
     "high_latency": (get_high_latency_config, (30, 120, 60, 15), (5, 2, 300, 2.0), (10, 120),
                      (20, 60)),
-    "fast_microservice": (get_fast_microservice_config, (2, 5, 5, 1), (2, 0.5, 10, 2.0), (3, 10),
+    "fast_microservice": (get_fast_microservice_config, (2, 5, 5, 1), (3, 0.5, 10, 2.0), (8, 10),
                           (100, 5)),
     "batch_processing": (get_batch_processing_config, (10, 300, 120, 30), (10, 5, 600, 1.5),
                          (15, 180), (5, 120)),
+    "web": (get_web_config, (1, 1.25, 2, 1), (3, 0.05, 0.5, 2.0), (5, 5), (4, 0.05)),
 }
 FACTORIES = {"default": get_default_config, **{name: row[0] for name, row in TABLE.items()}}
 
@@ -97,3 +99,55 @@ def test_unknown_preset_lists_the_valid_names(bad):
     assert repr(bad) in message
     for name in FACTORIES:
         assert name in message
+
+
+#: The fault rate every preset must ride out with >= 99% of calls succeeding.
+FAULT_RATE = 0.1
+
+
+@pytest.mark.parametrize("name", PRESET_NAMES)
+def test_every_preset_makes_enough_attempts_for_ten_percent_faults(name):
+    """At least three attempts: with 10% independent faults a call then fails 0.1% of the
+    time (two attempts: 1%, the whole of a 99% goal); a consecutive-failures breaker."""
+    config = preset(name)
+    assert config.retry.max_attempts >= 3
+    assert FAULT_RATE ** config.retry.max_attempts <= 0.001 + 1e-12
+    assert config.circuit_breaker.policy == "consecutive"
+
+
+@pytest.mark.parametrize("name", PRESET_NAMES)
+def test_one_calls_retries_never_open_the_breaker_alone(name):
+    """The threshold is above the attempts of one call, so a single resource that keeps
+    failing (one call, all its attempts) does not refuse every other call."""
+    config = preset(name)
+    assert config.circuit_breaker.failure_threshold > config.retry.max_attempts
+
+
+@pytest.mark.parametrize("name", PRESET_NAMES)
+def test_a_hard_outage_opens_the_breaker_within_ten_calls_on_paper(name):
+    """With its retries a hard outage reaches the threshold within 10 calls (3 at most);
+    without any retry, within 10 calls for every preset but batch_processing (15, by design:
+    its threshold stays above its 10 attempts). tests/test_presets_under_faults.py measures it."""
+    config = preset(name)
+    threshold, attempts = config.circuit_breaker.failure_threshold, config.retry.max_attempts
+    assert -(-threshold // attempts) <= 3
+    assert threshold <= (15 if name == "batch_processing" else 10)
+
+
+@pytest.mark.parametrize("name", PRESET_NAMES)
+def test_the_retry_budget_covers_ten_percent_faults(name):
+    """10% faults need about 11% retries (p + p^2 + ...); the budget allows 20% of calls."""
+    retry = preset(name).retry
+    needed = sum(FAULT_RATE ** n for n in range(1, retry.max_attempts))
+    assert retry.budget_ratio is not None and retry.budget_ratio >= 1.5 * needed
+
+
+@pytest.mark.parametrize("name", PRESET_NAMES)
+def test_chance_openings_cost_under_one_percent_at_the_documented_rate(name):
+    """A run of k faults at rate p costs about R * p**k * T of the calls (T: the open period);
+    the limits docs/reference/presets.md gives keep that under 0.9% (what three attempts leave)."""
+    documented = {"default": 30, "high_latency": 750_000, "fast_microservice": 90_000,
+                  "batch_processing": 5 * 10**10, "web": 180}
+    breaker = preset(name).circuit_breaker
+    loss = documented[name] * FAULT_RATE ** breaker.failure_threshold * breaker.recovery_timeout
+    assert loss <= 0.009 + 1e-12, loss
