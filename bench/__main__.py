@@ -4,7 +4,9 @@
 
     python -m bench                 # the full run (~14 minutes): BENCHMARKS.md, bench/plots/*.png
     python -m bench --quick         # a smoke run (~70 s), written to a temporary folder
-    python -m bench --only outage   # some scenarios (comma-separated keys, see SCENARIOS)
+    python -m bench --only outage   # some scenarios (comma-separated keys, see SCENARIOS),
+                                    # written to a temporary folder unless --out is given
+    python -m bench --only layers --quick   # issue 15's goals in < 60 s (bench/peers.py)
     python -m bench --out DIR       # write the report and plots under DIR
 
 Traffic goes only to the upstream process on 127.0.0.1; it, and every
@@ -27,7 +29,7 @@ from typing import Callable, Dict, List, Sequence
 
 from resilient_requests.testing import ok
 
-from . import compartments, footprint, outage, policies, ratelimit, scenarios, web
+from . import compartments, footprint, outage, peers, policies, ratelimit, scenarios, web
 from .plan import FULL, QUICK, Plan
 from .report import Section, environment, render
 from .stats import load_average
@@ -50,6 +52,8 @@ SCENARIOS: Dict[str, Runner] = {
     "compartments": lambda u, p, plots: compartments.compartments(u, p),
     "ratelimit": ratelimit.rate_limited,
     "web": web.web_views,
+    "peers": lambda u, p, plots: peers.peers(u, p),
+    "layers": lambda u, p, plots: peers.layers(u, p),
 }
 
 
@@ -152,7 +156,11 @@ def main(argv: Sequence[str]) -> int:
     unknown = [k for k in keys if k not in SCENARIOS]
     if unknown:
         parser.error(f"unknown scenario(s) {unknown}; choose from {list(SCENARIOS)}")
-    out = args.out or (tempfile.mkdtemp(prefix="bench-quick-") if args.quick else ROOT)
+    # Only a full run of every scenario replaces BENCHMARKS.md; a partial one goes elsewhere.
+    partial = args.quick or bool(args.only)
+    out = args.out or (
+        tempfile.mkdtemp(prefix="bench-quick-" if args.quick else "bench-") if partial else ROOT
+    )
     plot_dir = os.path.join(out, "bench", "plots") if out == ROOT else os.path.join(out, "plots")
     started, loads, sections = time.monotonic(), [], []
     source = [_git_state()]

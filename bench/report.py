@@ -11,7 +11,8 @@ from typing import List, Optional, Sequence
 
 __all__ = ["Goal", "Table", "Section", "render", "environment", "fmt", "fmt_ratio"]
 
-PACKAGES = ("resilient_requests", "requests", "urllib3", "pybreaker", "backoff", "matplotlib")
+PACKAGES = ("resilient_requests", "requests", "urllib3", "pybreaker", "backoff", "matplotlib",
+            "stamina", "tenacity", "circuitbreaker", "pyresilience", "httpx")
 
 
 @dataclass
