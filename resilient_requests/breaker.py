@@ -290,6 +290,11 @@ class OriginBreaker:
         self._lock = threading.Lock()
         self._window = RateWindow(config) if config.policy == "rate" else None
         self._slow_after = config.slow_call_duration
+        # While open, this process's own state refuses until a known moment: checked
+        # on the monotonic clock, without the lock (a shared state may be closed
+        # early by another process, so it is asked every time).
+        self._local_only = type(self._storage) is LocalState
+        self._refuse_until: Tuple[Optional[datetime], float] = (None, 0.0)  # (opened_at, until)
 
     @property
     def state(self) -> CircuitState:
@@ -312,8 +317,15 @@ class OriginBreaker:
         """Raise ``CircuitOpenError`` if an attempt would be refused now (no state change)."""
         if self._storage.state == pybreaker.STATE_CLOSED:
             return
+        opened_at, until = self._refuse_until
+        if until and opened_at is self._storage.opened_at:  # the same open period
+            now = time.monotonic()
+            if now < until:
+                raise self._refusal(until - now)
         with self._lock:
             left = self._storage.refusal(self._config, self._lease)
+            if left is not None and left > 0 and self._local_only:
+                self._refuse_until = (self._storage.opened_at, time.monotonic() + left)
         if left is not None:
             raise self._refusal(left)
 

@@ -51,8 +51,13 @@ class Bulkhead:
         with self._lock:
             if self._take_free():
                 return
-            waiter = threading.Event()
-            self._waiters.append(waiter)
+            if timeout <= 0:
+                waiter = None  # nothing to wait for
+            else:
+                waiter = threading.Event()
+                self._waiters.append(waiter)
+        if waiter is None:
+            raise PoolTimeoutError(f"bulkhead full: all {self.capacity} slots busy")
         try:
             if waiter.wait(timeout):
                 return  # a releasing caller handed its slot to us

@@ -138,6 +138,11 @@ class ThrottledError(CircuitOpenError):
         super().__init__(*args, **kwargs)
         self.probability = probability
 
+    def __str__(self) -> str:
+        if self.args:
+            return super().__str__()
+        return f"call to {self.origin} rejected locally (adaptive throttling, p={self.probability:.2f})"
+
 
 class RateLimitedError(CircuitOpenError):
     """No permit of the dependency's rate limit (``RateLimitConfig``) was free

@@ -33,7 +33,7 @@ import copy
 import logging
 import time
 from random import getrandbits as _bits
-from typing import Any, Dict, List, Mapping, Optional, cast
+from typing import Any, Dict, List, Mapping, NoReturn, Optional, cast
 
 import requests
 from requests.adapters import BaseAdapter
@@ -118,16 +118,38 @@ class Pipeline:
                 self.events.emit("call_short_circuited", CallShortCircuited(
                     state.origin, method, loggable_url(url), error.retry_after))
             raise
-        self._check_throttle(state, method, url)
+        if state.throttle is not None:
+            self._check_throttle(state, method, url)
+        bulkhead = state.bulkhead
+        if self.overall is None and bulkhead.timeout <= 0:
+            # Nothing to wait for, so no deadline to wait within: a full bulkhead
+            # refuses before the call is set up.
+            if not bulkhead.try_acquire():
+                self.rejected(state, bulkhead, method, url)
+            call = Call(self, route, method, url, deadline if deadline is not None else route.config.timeout.total)
+            call.held.append(bulkhead)
+            return call
         call = Call(self, route, method, url, deadline if deadline is not None else route.config.timeout.total)
         try:
             if self.overall is not None:
                 call.take(self.overall, state, method, url)
-            call.take(state.bulkhead, state, method, url)
+            call.take(bulkhead, state, method, url)
         except BaseException:
             call.stop()
             raise
         return call
+
+    def rejected(self, state: Compartment, bulkhead: Bulkhead, method: str, url: str,
+                 error: Optional[BaseException] = None) -> NoReturn:
+        """Count and tell a call ``bulkhead`` had no slot for, and raise ``error``
+        (default: a ``PoolTimeoutError`` saying the slots were all busy)."""
+        state.count("rejected")
+        if self.events.listeners:
+            self.events.emit("bulkhead_rejected", BulkheadRejected(
+                state.origin, method, loggable_url(url), bulkhead.capacity))
+        if error is None:
+            raise PoolTimeoutError(f"bulkhead full: all {bulkhead.capacity} slots busy; nothing was sent")
+        raise error
 
     def _check_throttle(self, state: Compartment, method: str, url: str) -> None:
         """Raise ``ThrottledError`` if adaptive throttling sheds this call to ``state``'s origin."""
@@ -140,10 +162,8 @@ class Pipeline:
             if self.events.listeners:
                 self.events.emit("call_short_circuited", CallShortCircuited(
                     state.origin, method, loggable_url(url), 0.0))
-            raise ThrottledError(
-                f"call to {state.origin} rejected locally (adaptive throttling, p={probability:.2f})",
-                origin=state.origin, retry_after=0.0, probability=probability,
-            )
+            # Its message is written when read (ThrottledError.__str__).
+            raise ThrottledError(origin=state.origin, retry_after=0.0, probability=probability)
 
     def finish(self, call: "Call", response: Optional[requests.Response],
                error: Optional[BaseException]) -> None:
@@ -248,18 +268,15 @@ class Call:
             wait = min(wait, max(0.0, deadline.remaining()))
         try:
             bulkhead.acquire(wait)
-        except PoolTimeoutError:
-            state.count("rejected")
-            pipeline = self.pipeline
-            if pipeline.events.listeners:
-                pipeline.events.emit("bulkhead_rejected", BulkheadRejected(
-                    state.origin, method, loggable_url(url), bulkhead.capacity))
+        except PoolTimeoutError as error:
             if deadline is not None and wait < bulkhead.timeout:
-                raise DeadlineExceededError(
+                late = DeadlineExceededError(
                     f"deadline of {deadline.total:g}s exceeded for {method} {loggable_url(url)} "
                     f"while waiting for a bulkhead slot ({bulkhead.capacity} busy); nothing was sent",
-                ) from None
-            raise
+                )
+                late.__suppress_context__ = True  # the bulkhead's own timeout says nothing more
+                self.pipeline.rejected(state, bulkhead, method, url, late)
+            self.pipeline.rejected(state, bulkhead, method, url, error)
         self.held.append(bulkhead)
 
     def stop(self) -> None:

@@ -1,4 +1,5 @@
-"""The retry loop: one ``backoff.on_predicate`` decorator, built once per session.
+"""The retry loop: one ``backoff.on_predicate`` decorator, built once per policy,
+when the first retry needs it.
 
 Each attempt returns an :class:`Outcome` instead of raising, so one predicate
 (``outcome.retry``) decides whether to go again, and ``backoff`` owns the
@@ -8,14 +9,18 @@ counting, the waiting and the give-up. The waits come from :func:`waits`, a
 We pass ``jitter=None`` to ``backoff`` and jitter inside :func:`waits` instead:
 ``backoff`` would otherwise jitter every value the generator yields, including a
 server's ``Retry-After``, which must be honoured as sent (capped at ``max_wait``).
+
+``backoff`` is imported when a call first needs a retry, not with this module:
+it imports ``asyncio`` (for its async decorators), about 10 ms of every
+``import resilient_requests`` for code that may never retry. The first attempt
+is made before the loop is entered (see :meth:`RetryLoop.run`).
 """
 from __future__ import annotations
 
 import traceback
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Generator, Optional
+from typing import TYPE_CHECKING, Callable, Generator, Optional
 
-import backoff
 import requests
 from urllib3.util.retry import Retry
 
@@ -112,7 +117,7 @@ def waits(
         if outcome is not None and outcome.retry_after is not None:
             wait = min(outcome.retry_after, max_wait)
         else:
-            wait = backoff.full_jitter(computed) if full_jitter else computed
+            wait = _full_jitter(computed) if full_jitter else computed
         if not MODE.waits:
             wait = 0.0  # test mode: attempts count, nobody sleeps
         if outcome is not None and outcome.attempts is not None and not outcome.attempts.may_wait(wait, outcome):
@@ -153,12 +158,24 @@ class Attempts:
         """Called after attempt ``tries`` failed, before sleeping ``wait`` seconds."""
 
 
+def _full_jitter(value: float) -> float:
+    import backoff  # imported already: waits runs inside backoff's loop
+
+    return float(backoff.full_jitter(value))
+
+
 class RetryLoop:
     """Runs attempts until one needs no retry or ``max_attempts`` is reached."""
 
     def __init__(self, config: RetryConfig) -> None:
         self.config = config
-        self._loop = backoff.on_predicate(
+        self._loop: Optional[Callable[[Attempts], Outcome]] = None
+
+    def _build(self) -> Callable[[Attempts], Outcome]:
+        import backoff
+
+        config = self.config
+        loop: Callable[[Attempts], Outcome] = backoff.on_predicate(
             # backoff types a wait generator as Generator[float, None, None], but it
             # primes it with send(None) and sends it each return value, as waits expects.
             waits,  # type: ignore[arg-type]
@@ -172,6 +189,8 @@ class RetryLoop:
             multiplier=config.multiplier,
             full_jitter=config.jitter,
         )(_run_attempt)
+        self._loop = loop
+        return loop
 
     def run(self, call: Attempts) -> Outcome:
         """Drive ``call`` to its last outcome. The first attempt is made here:
@@ -181,4 +200,7 @@ class RetryLoop:
         if not (outcome.retry and MODE.retries) or self.config.max_attempts <= 1:
             return outcome
         call.made = outcome
-        return self._loop(call)
+        loop = self._loop
+        if loop is None:
+            loop = self._build()  # two threads may both build one: either will do
+        return loop(call)

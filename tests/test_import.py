@@ -28,6 +28,8 @@ OPTIONAL = (
     "pybreaker",  # the breaker runs its own copy of pybreaker's module, without redis
     "tornado",
     "concurrent.futures.thread",  # hedging's worker threads
+    "backoff",  # the retry loop, built at a call's first retry
+    "asyncio",  # which backoff imports
     "argparse",
     "logging.handlers",
     "resilient_requests.__main__",
