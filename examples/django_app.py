@@ -95,7 +95,7 @@ def main() -> int:
         configure(inventory.base_url, {
             "timeout": {"read": 0.3},
             "retry": {"min_wait": 0.01, "max_wait": 0.05},
-            "circuit_breaker": {"failure_threshold": 3},
+            "circuit_breaker": {"failure_threshold": 4},
         })
         client = Client()
         for sku in ("apple", "pear", "plum", "fig", "kiwi", "apple"):

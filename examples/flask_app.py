@@ -69,7 +69,7 @@ def main() -> int:
             "RESILIENT_REQUESTS_TIMEOUT__READ": 0.3,
             "RESILIENT_REQUESTS_RETRY__MIN_WAIT": 0.01,
             "RESILIENT_REQUESTS_RETRY__MAX_WAIT": 0.05,
-            "RESILIENT_REQUESTS_CIRCUIT_BREAKER__FAILURE_THRESHOLD": 3,
+            "RESILIENT_REQUESTS_CIRCUIT_BREAKER__FAILURE_THRESHOLD": 4,
         })
         client = app.test_client()
         for path in ("/orders/1", "/orders/2", "/orders/3", "/orders/4", "/orders/5", "/orders/1"):
@@ -80,7 +80,7 @@ def main() -> int:
                   + (f" Retry-After: {retry_after}" if retry_after else "")
                   + f" [upstream requests: {orders.hits() - before}]")
         state = get_session(app).circuit_state(orders.url())
-        print(f"breaker for the orders service: {state.value} (3 failures in a row: two timeouts "
+        print(f"breaker for the orders service: {state.value} (4 failures in a row: three timeouts "
               f"for order 4, a 503 for order 5; so order 1 failed fast, without an upstream request)")
     return 0
 

@@ -89,7 +89,7 @@ def test_flask_app() -> None:
     assert out[0] == "GET /orders/1 -> 200 {'order': {'id': 1, 'state': 'shipped'}, 'order_id': 1} [upstream requests: 1]"
     assert out[1] == "GET /orders/2 -> 200 {'order': {'id': 2, 'state': 'paid'}, 'order_id': 2} [upstream requests: 2]"
     assert out[2] == "GET /orders/3 -> 404 {'error': 'no such order', 'order_id': 3} [upstream requests: 1]"
-    assert out[3] == "GET /orders/4 -> 504 {'error': 'orders service timed out'} [upstream requests: 2]"
+    assert out[3] == "GET /orders/4 -> 504 {'error': 'orders service timed out'} [upstream requests: 3]"
     assert out[4] == "GET /orders/5 -> 502 {'error': 'orders service failing', 'upstream_status': 503} [upstream requests: 1]"
     assert re.fullmatch(r"GET /orders/1 -> 503 \{'error': 'upstream unavailable', 'reason': 'circuit_open', "
                         r"'retry_after': \d+\} Retry-After: \d+ \[upstream requests: 0\]", out[5]), out[5]
@@ -102,12 +102,12 @@ def test_django_app() -> None:
     assert out[0] == "GET /stock/apple/ -> 200 {'sku': 'apple', 'stock': {'count': 12}} [upstream requests: 1]"
     assert out[1] == "GET /stock/pear/ -> 200 {'sku': 'pear', 'stock': {'count': 3}} [upstream requests: 2]"
     assert out[2] == "GET /stock/plum/ -> 404 {'error': 'unknown sku', 'sku': 'plum'} [upstream requests: 1]"
-    assert out[3] == "GET /stock/fig/ -> 504 {'error': 'inventory timed out'} [upstream requests: 2]"
+    assert out[3] == "GET /stock/fig/ -> 504 {'error': 'inventory timed out'} [upstream requests: 3]"
     assert out[4] == ("GET /stock/kiwi/ -> 502 {'error': 'inventory failing', 'upstream_status': 503} "
                       "[upstream requests: 1]")
     assert re.fullmatch(r"GET /stock/apple/ -> 503 \{'error': 'upstream unavailable', 'reason': 'circuit_open', "
                         r"'retry_after': \d+\} Retry-After: \d+ \[upstream requests: 0\]", out[5]), out[5]
-    assert out[6] == "health: inventory breaker open, calls 5, retries 2, short-circuited 1"
+    assert out[6] == "health: inventory breaker open, calls 5, retries 3, short-circuited 1"
 
 
 @pytest.mark.parametrize("entry", ["flask_app:create_app()", "django_app:application()"])
