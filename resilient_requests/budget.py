@@ -36,7 +36,8 @@ class RetryBudget:
         """Take one retry if the budget allows it."""
         with self._lock:
             counts = self._counts
-            if counts.total("retries") + 1 > self.ratio * counts.total("calls") + self.floor:
+            retries, calls = counts.totals("retries", "calls")
+            if retries + 1 > self.ratio * calls + self.floor:
                 self.refused += 1
                 return False
             counts.add("retries")

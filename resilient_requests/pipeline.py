@@ -128,16 +128,44 @@ class Pipeline:
                 self.rejected(state, bulkhead, method, url)
             call = Call(self, route, method, url, deadline if deadline is not None else route.config.timeout.total)
             call.held.append(bulkhead)
-            return call
-        call = Call(self, route, method, url, deadline if deadline is not None else route.config.timeout.total)
-        try:
-            if self.overall is not None:
-                call.take(self.overall, state, method, url)
-            call.take(bulkhead, state, method, url)
-        except BaseException:
-            call.stop()
-            raise
+        else:
+            call = Call(self, route, method, url, deadline if deadline is not None else route.config.timeout.total)
+            try:
+                if self.overall is not None:
+                    call.take(self.overall, state, method, url)
+                call.take(bulkhead, state, method, url)
+            except BaseException:
+                call.stop()
+                raise
+        if state.limiter is not None:
+            try:
+                self._first_permit(call, state, method, url)
+            except BaseException:
+                call.stop()
+                raise
         return call
+
+    def _first_permit(self, call: "Call", state: Compartment, method: str, url: str) -> None:
+        """The first attempt's permit of the dependency's rate limit, taken here,
+        before requests prepares anything, so a refusal costs no more than an open
+        breaker's; waited for at most ``max_wait`` and what is left of the deadline,
+        holding the call's bulkhead slot (as the permits of its retries are)."""
+        limiter = state.limiter
+        assert limiter is not None
+        wait = limiter.config.max_wait
+        if call.deadline is not None:
+            wait = min(wait, max(0.0, call.deadline.remaining()))
+        left = limiter.acquire(wait)
+        if left is None:
+            call.permit_for = state
+            return
+        state.count("rate_limited")
+        if self.events.listeners:
+            self.events.emit("call_short_circuited", CallShortCircuited(state.origin, method, loggable_url(url), left))
+        raise RateLimitedError(
+            f"no permit of the rate limit of {state.origin} within {wait:g}s; next in {left:.3f}s",
+            origin=state.origin, retry_after=left,
+        )
 
     def rejected(self, state: Compartment, bulkhead: Bulkhead, method: str, url: str,
                  error: Optional[BaseException] = None) -> NoReturn:
@@ -236,7 +264,7 @@ class Call:
     """One caller's call on one thread: what its hops share."""
 
     __slots__ = ("pipeline", "route", "current", "passed", "held", "method", "url", "request_id", "deadline",
-                 "started", "attempts", "follow_redirects")
+                 "started", "attempts", "follow_redirects", "permit_for")
 
     def __init__(self, pipeline: Pipeline, route: Route, method: str, url: str,
                  total: Optional[float]) -> None:
@@ -250,6 +278,7 @@ class Call:
         self.started = time.monotonic()
         self.attempts = 0
         self.follow_redirects: Optional[bool] = None  # set by the session's first send()
+        self.permit_for: Optional[Compartment] = None  # a rate-limit permit taken at the start, not yet used
         # 128 random bits as hex (random's generator: a tenth of urandom's syscall;
         # reseeded in a forked child by the random module itself).
         self.request_id = "%032x" % _bits(128) \
@@ -283,6 +312,9 @@ class Call:
         """The call is over: the watchdog forgets its deadline; the slots go back."""
         if self.deadline is not None:
             deadlines.WATCHDOG.cancel(self.deadline)
+        unused, self.permit_for = self.permit_for, None
+        if unused is not None and unused.limiter is not None:
+            unused.limiter.answered(None, {}, None)  # never sent: frees the lone call after a pause
         held, self.held = self.held, []
         for bulkhead in reversed(held):
             bulkhead.release()
@@ -343,10 +375,13 @@ class _Hop(Attempts):
     # -- one attempt --
     def attempt(self) -> Outcome:
         limiter = self.origin.limiter
-        if limiter is not None and not self._permit(limiter):
-            assert self.last is not None
-            self.last.retry = False  # no permit in time for a retry: end with the last real outcome
-            return self.last
+        if limiter is not None:
+            if self.call.permit_for is self.origin:
+                self.call.permit_for = None  # taken when the call started (Pipeline.start)
+            elif not self._permit(limiter):
+                assert self.last is not None
+                self.last.retry = False  # no permit in time for a retry: end with the last real outcome
+                return self.last
         try:
             trial = self.origin.breaker.admit()
         except CircuitOpenError:

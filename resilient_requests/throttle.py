@@ -38,8 +38,8 @@ class AdaptiveThrottle:
         self.rejected = 0
 
     def _probability(self) -> float:
-        requests = self._counts.total("requests")
-        return max(0.0, (requests - self.k * self._counts.total("accepts")) / (requests + 1))
+        requests, accepts = self._counts.totals("requests", "accepts")
+        return max(0.0, (requests - self.k * accepts) / (requests + 1))
 
     def rejection_probability(self) -> float:
         """The current chance that a call is rejected locally."""
