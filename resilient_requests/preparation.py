@@ -49,6 +49,15 @@ def merge(request_setting: Any, session_setting: Any, dict_class: type = Ordered
     return merged
 
 
+def _headers(request_headers: Any, session_headers: Any) -> Any:
+    """The merged headers; the session's own mapping when the request adds none and
+    none of the session's is ``None`` (``prepare_headers`` copies it into the request's own)."""
+    if type(request_headers) in _PLAIN and not request_headers and type(session_headers) in _PLAIN \
+            and None not in session_headers.values():
+        return session_headers
+    return merge(request_headers, session_headers, dict_class=CaseInsensitiveDict)
+
+
 def _params(request_params: Any, session_params: Any) -> Any:
     """The merged params; ``None`` when both sides are empty plain mappings
     (requests would encode an empty mapping to nothing, asking the protocol twice)."""
@@ -85,7 +94,7 @@ def prepare(session: requests.Session, request: requests.Request) -> requests.Pr
         files=request.files,
         data=request.data,
         json=request.json,
-        headers=merge(request.headers, session.headers, dict_class=CaseInsensitiveDict),
+        headers=_headers(request.headers, session.headers),
         params=_params(request.params, session.params),
         auth=merge(auth, session.auth),
         cookies=merged_cookies,

@@ -226,6 +226,8 @@ class ResilientMixin(REQUESTS_SESSION):  # type: ignore[misc]
 
     #: Whether ``request()`` begins the call (set per class, see ``_starts_early``).
     _early: ClassVar[bool] = True
+    #: Whether another base's ``request`` runs before ours (verbs then hand ``deadline=`` on the side).
+    _hands: ClassVar[bool] = False
 
     get_adapter = _AdapterLookup()
 
@@ -235,6 +237,7 @@ class ResilientMixin(REQUESTS_SESSION):  # type: ignore[misc]
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         cls._early = _starts_early(cls)
+        cls._hands = cls.request is not ResilientMixin.request
         after = cls.__mro__[cls.__mro__.index(ResilientMixin) + 1:]
         cls._own_prepare = not any("prepare_request" in vars(klass) for klass in after if klass not in _REQUESTS_OWN)
 
@@ -313,7 +316,7 @@ class ResilientMixin(REQUESTS_SESSION):  # type: ignore[misc]
         if getattr(local, "call", None) is not None:
             return run()
         pipeline = self._pipeline
-        call = pipeline.start(method, url, self._deadline(deadline))
+        call = pipeline.start(method, url, None if deadline is None else self._deadline(deadline))
         local.call = call
         try:
             response = run()
@@ -384,7 +387,7 @@ class ResilientMixin(REQUESTS_SESSION):  # type: ignore[misc]
         """``requests.Session.request``, with ``base_url`` and ``follow_redirects`` applied.
         ``deadline=`` (seconds) bounds this call instead of ``TimeoutConfig.total``."""
         deadline = kwargs.pop("deadline", None)
-        if deadline is None:
+        if deadline is None and self._hands:
             handed = getattr(self._local, "handed", None)
             if handed and not handed[-1].taken:
                 handed[-1].taken = True
@@ -393,7 +396,10 @@ class ResilientMixin(REQUESTS_SESSION):  # type: ignore[misc]
             kwargs["allow_redirects"] = self.config.follow_redirects
         if isinstance(url, bytes):
             url = url.decode("utf-8")
-        url = self.absolute_url(url if isinstance(url, str) else str(url))
+        if not isinstance(url, str):
+            url = str(url)
+        if self.config.base_url is not None:
+            url = self.absolute_url(url)
         parent: requests.Session = super()  # type: ignore[assignment]  # mypy types it "super"
         if not self._early:
             # Another base sends or re-dispatches after us: the call begins in send().
@@ -416,7 +422,7 @@ class ResilientMixin(REQUESTS_SESSION):  # type: ignore[misc]
         runs before ours, ``deadline=`` is handed to ours on the side: it never
         reaches theirs (requests-oauthlib's sends arguments it does not know to
         the token endpoint as form fields)."""
-        if type(self).request is ResilientMixin.request:
+        if not self._hands:
             return self.request(method, url, **kwargs)
         handed = _Handed(self._deadline(kwargs.pop("deadline", None)))
         stack = self._local.__dict__.setdefault("handed", [])
@@ -431,7 +437,7 @@ class ResilientMixin(REQUESTS_SESSION):  # type: ignore[misc]
     def get(self, url: Any, **kwargs: Any) -> requests.Response:  # type: ignore[override, unused-ignore]
         """GET, following redirects as ``config.follow_redirects`` says unless told."""
         kwargs.setdefault("allow_redirects", self.config.follow_redirects)
-        if type(self).request is ResilientMixin.request:  # the common case, one frame less
+        if not self._hands:  # the common case, one frame less
             return self.request("GET", url, **kwargs)
         return self._verb("GET", url, kwargs)
 
