@@ -38,6 +38,7 @@ from requests.exceptions import (  # noqa: F401
 
 from . import exceptions
 from .api import (
+    add_listener,
     configure,
     delete,
     get,
@@ -47,6 +48,7 @@ from .api import (
     post,
     put,
     registry,
+    remove_listener,
     request,
     reset,
     session,
@@ -120,7 +122,7 @@ __all__ = [
     "CallShortCircuited",
     "BulkheadRejected", "CallFinished",
     "Compartment", "DependencyConfig", "Registry", "registry", "reset", "RateLimitConfig", "RateLimitedError",
-    "get_web_config", "ResilientMixin", "install", "uninstall",
+    "get_web_config", "ResilientMixin", "install", "uninstall", "add_listener", "remove_listener",
     "codes", "Request", "Response", "PreparedRequest", "RequestException", "HTTPError", "Timeout",
     "ConnectTimeout", "ReadTimeout", "TooManyRedirects", "URLRequired", "JSONDecodeError",
 ]

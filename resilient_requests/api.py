@@ -17,9 +17,10 @@ import requests
 from . import forking
 from .compartments import REGISTRY, Registry
 from .config import ClientConfig
+from .events import add_process_listener, remove_process_listener
 from .session import ResilientSession, _Shared
 
-__all__ = ["configure", "reset", "registry", "request", "get", "options", "head", "post", "put", "patch",
+__all__ = ["configure", "reset", "registry", "add_listener", "remove_listener", "request", "get", "options", "head", "post", "put", "patch",
            "delete", "session"]
 
 _lock = threading.Lock()
@@ -70,6 +71,18 @@ def reset(dependency: Optional[str] = None) -> None:
     dependency's name). Sessions keep working; their next call starts fresh.
     For tests, and for an operator's admin view."""
     REGISTRY.reset(dependency)
+
+
+def add_listener(listener: Any) -> None:
+    """Register ``listener`` with every session of the process — those that exist,
+    those made later (by your code or a library's), and the module-level API —
+    as ``session.add_listener`` does for one. See :class:`resilient_requests.Listener`."""
+    add_process_listener(listener)
+
+
+def remove_listener(listener: Any) -> None:
+    """Undo :func:`add_listener` (listeners added to a session directly stay)."""
+    remove_process_listener(listener)
 
 
 def registry() -> Registry:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import weakref
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Optional, Tuple
 
@@ -24,7 +25,7 @@ if TYPE_CHECKING:
     from requests import PreparedRequest
 
 __all__ = [
-    "Listener", "Events",
+    "Listener", "Events", "add_process_listener", "remove_process_listener",
     "RetryScheduled", "AttemptFailed", "BreakerStateChanged", "CallShortCircuited",
     "BulkheadRejected", "CallFinished", "AttemptStarted", "AttemptFinished",
 ]
@@ -173,17 +174,52 @@ class Listener:
         """An attempt ended, failed or not."""
 
 
+#: Listeners of every session in the process (see :func:`add_process_listener`).
+_PROCESS_LISTENERS: Tuple[Any, ...] = ()
+_HUBS: "weakref.WeakSet[Events]" = weakref.WeakSet()
+_hubs_lock = threading.Lock()
+
+
+def add_process_listener(listener: Any) -> None:
+    """Register ``listener`` with every session of the process — those that exist,
+    those made later, and the module-level API (``resilient_requests.get`` …):
+    for tools that watch a whole process (OpenTelemetry, a metrics exporter)
+    where sessions are made by code you do not own."""
+    global _PROCESS_LISTENERS
+    with _hubs_lock:
+        if any(known is listener for known in _PROCESS_LISTENERS):
+            return
+        _PROCESS_LISTENERS = (*_PROCESS_LISTENERS, listener)
+        hubs = list(_HUBS)
+    for hub in hubs:
+        hub.add(listener)
+
+
+def remove_process_listener(listener: Any) -> None:
+    """Undo :func:`add_process_listener` (sessions keep listeners added to them directly)."""
+    global _PROCESS_LISTENERS
+    with _hubs_lock:
+        _PROCESS_LISTENERS = tuple(known for known in _PROCESS_LISTENERS if known is not listener)
+        hubs = list(_HUBS)
+    for hub in hubs:
+        hub.remove(listener)
+
+
 class Events:
     """Delivers events to the listeners of one session."""
 
     def __init__(self, logger: logging.Logger) -> None:
         self._log = logger
         self._lock = threading.Lock()
-        self.listeners: Tuple[Any, ...] = ()
+        with _hubs_lock:
+            self.listeners: Tuple[Any, ...] = _PROCESS_LISTENERS
+            _HUBS.add(self)
 
     def add(self, listener: Any) -> None:
         """Register ``listener`` (any object with some of :class:`Listener`'s methods)."""
         with self._lock:
+            if any(known is listener for known in self.listeners):
+                return  # once per hub: a process listener may be added to a session too
             self.listeners = (*self.listeners, listener)
 
     def remove(self, listener: Any) -> None:

@@ -369,3 +369,50 @@ def test_importing_the_library_imports_no_opentelemetry():
         "assert not loaded, loaded\n"
     )
     subprocess.run([sys.executable, "-W", "error", "-c", code], check=True, timeout=60)
+
+
+def test_instrument_without_a_session_traces_the_module_api_and_sessions_made_later(fault_server, otel):
+    """instrument() alone: resilient_requests.get, a session made afterwards, and one that
+    install() gives a third-party `requests.Session()` all make attempt spans; uninstrument()
+    stops them all."""
+    fault_server.route("/x", status(503), ok(), cycle=True)
+    instrument(tracer_provider=otel.tracer_provider, meter_provider=otel.meter_provider)
+    try:
+        assert rr.get(fault_server.url("/x")).status_code == 200          # two attempts
+        assert rr.ResilientSession().get(fault_server.url("/x")).status_code == 200
+        rr.install()
+        try:
+            assert requests.Session().get(fault_server.url("/x")).status_code == 200
+        finally:
+            rr.uninstall()
+        assert [s.attributes.get("http.request.resend_count") for s in spans(otel, OURS)] == [None, 1] * 3
+    finally:
+        uninstrument()
+    rr.get(fault_server.url("/x"))
+    assert len(spans(otel, OURS)) == 6 and fault_server.hits("/x") == 8
+
+
+def test_a_process_listener_reaches_every_session_once(fault_server, make_session):
+    """resilient_requests.add_listener: sessions made before and after, once each even if also
+    added to a session directly; remove_listener takes it off everywhere."""
+    fault_server.route("/x", ok())
+    seen: List[str] = []
+
+    class Calls(rr.Listener):
+        def call_finished(self, event: Any) -> None:
+            seen.append(event.outcome)
+
+    listener = Calls()
+    before = make_session()
+    rr.add_listener(listener)
+    try:
+        before.add_listener(listener)
+        after = make_session()
+        for session in (before, after):
+            session.get(fault_server.url("/x"))
+        rr.get(fault_server.url("/x"))
+        assert seen == ["success"] * 3
+    finally:
+        rr.remove_listener(listener)
+    after.get(fault_server.url("/x"))
+    assert seen == ["success"] * 3

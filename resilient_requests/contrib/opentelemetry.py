@@ -86,6 +86,8 @@ from ..events import (
     CallShortCircuited,
     Listener,
     RetryScheduled,
+    add_process_listener,
+    remove_process_listener,
 )
 from ._http import missing_extra
 
@@ -407,17 +409,35 @@ class _Listened(Protocol):
     def remove_listener(self, listener: Any) -> None: ...
 
 
+class _Process:
+    """Every session of the process and the module-level API (``instrument()`` without a session)."""
+
+    def add_listener(self, listener: Any) -> None:
+        add_process_listener(listener)
+
+    def remove_listener(self, listener: Any) -> None:
+        remove_process_listener(listener)
+
+    def __repr__(self) -> str:
+        return "<every session of the process>"
+
+
+_PROCESS = _Process()
 _lock = threading.Lock()
 _listeners: "weakref.WeakSet[OpenTelemetryListener]" = weakref.WeakSet()
 _added: "weakref.WeakKeyDictionary[_Listened, OpenTelemetryListener]" = weakref.WeakKeyDictionary()
 
 
-def instrument(session: _Listened, *, tracer_provider: Optional[TracerProvider] = None,
+def instrument(session: Optional[_Listened] = None, *, tracer_provider: Optional[TracerProvider] = None,
                meter_provider: Optional[MeterProvider] = None, propagate: bool = True) -> OpenTelemetryListener:
     """Trace ``session``'s attempts and report the compartments (see the module
-    documentation). Sessions given the same providers share one listener, so a
-    breaker they share counts each transition once. Instrumenting a session
-    again with other providers replaces its listener; returns the one it has now."""
+    documentation); without a session, every session of the process — made
+    now or later, by your code or a library's (``install()``) — and the
+    module-level API (``resilient_requests.get`` …). Sessions given the same
+    providers share one listener, so a breaker they share counts each transition
+    once. Instrumenting again with other providers replaces the listener; returns the one in use."""
+    if session is None:
+        session = _PROCESS
     if not callable(getattr(session, "add_listener", None)):
         raise TypeError(f"instrument() takes a ResilientSession (a session with add_listener), got {session!r}")
     with _lock:
@@ -436,9 +456,12 @@ def instrument(session: _Listened, *, tracer_provider: Optional[TracerProvider] 
     return listener
 
 
-def uninstrument(session: _Listened) -> None:
-    """Take off the listener :func:`instrument` added to ``session`` (nothing if none).
-    The compartment metrics stay: they are the process's, not the session's."""
+def uninstrument(session: Optional[_Listened] = None) -> None:
+    """Take off the listener :func:`instrument` added to ``session`` (without one:
+    the process-wide listener; nothing if none). The compartment metrics stay:
+    they are the process's, not the session's."""
+    if session is None:
+        session = _PROCESS
     with _lock:
         listener = _added.pop(session, None)
     if listener is not None:
