@@ -118,8 +118,11 @@ class Pipeline:
                 self.events.emit("call_short_circuited", CallShortCircuited(
                     state.origin, method, loggable_url(url), error.retry_after))
             raise
-        if state.throttle is not None:
-            self._check_throttle(state, method, url)
+        throttle = state.throttle
+        if throttle is not None:
+            probability = throttle.admit()  # _check_throttle, inlined: on every call's path
+            if probability:
+                self._throttled(state, method, url, probability)
         bulkhead = state.bulkhead
         if self.overall is None and bulkhead.timeout <= 0:
             # Nothing to wait for, so no deadline to wait within: a full bulkhead
@@ -186,12 +189,15 @@ class Pipeline:
             return
         probability = throttle.admit()
         if probability:
-            state.count("throttled")
-            if self.events.listeners:
-                self.events.emit("call_short_circuited", CallShortCircuited(
-                    state.origin, method, loggable_url(url), 0.0))
-            # Its message is written when read (ThrottledError.__str__).
-            raise ThrottledError(origin=state.origin, retry_after=0.0, probability=probability)
+            self._throttled(state, method, url, probability)
+
+    def _throttled(self, state: Compartment, method: str, url: str, probability: float) -> NoReturn:
+        state.count("throttled")
+        if self.events.listeners:
+            self.events.emit("call_short_circuited", CallShortCircuited(
+                state.origin, method, loggable_url(url), 0.0))
+        # Its message is written when read (ThrottledError.__str__).
+        raise ThrottledError(origin=state.origin, retry_after=0.0, probability=probability)
 
     def finish(self, call: "Call", response: Optional[requests.Response],
                error: Optional[BaseException]) -> None:

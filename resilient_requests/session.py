@@ -400,8 +400,8 @@ class ResilientMixin(REQUESTS_SESSION):  # type: ignore[misc]
             url = str(url)
         if self.config.base_url is not None:
             url = self.absolute_url(url)
-        parent: requests.Session = super()  # type: ignore[assignment]  # mypy types it "super"
         if not self._early:
+            parent: requests.Session = super()  # type: ignore[assignment]  # mypy types it "super"
             # Another base sends or re-dispatches after us: the call begins in send().
             # A request made inside theirs before our send() runs (requests-oauthlib's
             # token refresh) has its own deadline, or none: the outer one waits for its send().
@@ -415,7 +415,10 @@ class ResilientMixin(REQUESTS_SESSION):  # type: ignore[misc]
                 if self._local.deadline is not None:
                     _lost_deadline(self)
                 self._local.deadline = pending
-        return self._call(method.upper(), url, lambda: parent.request(method, url, *args, **kwargs), deadline)
+        # Early, the next request() is requests' own (see _starts_early): called without a
+        # super object, looked up on the class each time (a test may patch it there).
+        return self._call(method.upper(), url,
+                          lambda: REQUESTS_SESSION.request(self, method, url, *args, **kwargs), deadline)
 
     def _verb(self, method: str, url: Any, kwargs: Dict[str, Any]) -> requests.Response:
         """``self.request(method, url, **kwargs)``. When another base's ``request``

@@ -50,7 +50,8 @@ class AdaptiveThrottle:
         """0.0 if a call may go (it is counted by :meth:`finished`), else the
         probability with which it was rejected (and counted as a request)."""
         with self._lock:
-            probability = self._probability()
+            requests, accepts = self._counts.totals("requests", "accepts")  # _probability, inlined:
+            probability = (requests - self.k * accepts) / (requests + 1)  # on every call's path
             if probability > 0.0 and self._random() < probability:
                 self._counts.add("requests")
                 self.rejected += 1

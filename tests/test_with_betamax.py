@@ -17,6 +17,9 @@ import resilient_requests as rr
 from resilient_requests.testing import FaultServer, ok, status
 
 betamax = pytest.importorskip("betamax", reason="needs betamax (the test extra)")
+
+#: betamax 0.9 stamps interactions with datetime.utcnow(), deprecated since Python 3.12.
+pytestmark = pytest.mark.filterwarnings(r"ignore:datetime\.datetime\.utcnow\(\) is deprecated:DeprecationWarning")
 from betamax.exceptions import BetamaxError  # noqa: E402
 
 Made = Callable[..., rr.ResilientSession]
