@@ -71,7 +71,7 @@ def _hooks(request_hooks: Any, session_hooks: Any) -> Any:
     """``merge_hooks``; ``None`` when no hook is set at all (requests registers each empty list)."""
     if type(request_hooks) is dict and type(session_hooks) is dict and request_hooks == session_hooks == _NO_HOOKS:
         return None
-    return merge_hooks(request_hooks, session_hooks)
+    return merge_hooks(request_hooks, session_hooks)  # type: ignore[no-untyped-call, unused-ignore]
 
 
 _NO_HOOKS = default_hooks()
@@ -80,16 +80,18 @@ _NO_HOOKS = default_hooks()
 def prepare(session: requests.Session, request: requests.Request) -> requests.PreparedRequest:
     """What ``session.prepare_request(request)`` returns, step for step as requests
     2.x does it (cookies, netrc auth with ``trust_env``, the merges, ``prepare``)."""
+    # The ignores: types-requests (which mypy prefers to requests' inline types) leaves these untyped.
     cookies = request.cookies or {}
     if not isinstance(cookies, CookieJar):
-        cookies = cookiejar_from_dict(cookies)
-    merged_cookies = merge_cookies(merge_cookies(RequestsCookieJar(), session.cookies), cookies)
+        cookies = cookiejar_from_dict(cookies)  # type: ignore[no-untyped-call, unused-ignore]
+    merged_cookies = merge_cookies(  # type: ignore[no-untyped-call, unused-ignore]
+        merge_cookies(RequestsCookieJar(), session.cookies), cookies)  # type: ignore[no-untyped-call, unused-ignore]
     auth = request.auth
     if session.trust_env and not auth and not session.auth:
         auth = netrc_auth(cast(str, request.url))  # requests' lookup, its paths kept (.environment)
     prepared = requests.PreparedRequest()
     prepared.prepare(
-        method=request.method.upper(),  # type: ignore[union-attr]  # as requests: None fails here
+        method=request.method.upper(),  # type: ignore[union-attr, unused-ignore]  # as requests: None fails here
         url=request.url,
         files=request.files,
         data=request.data,
