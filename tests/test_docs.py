@@ -432,6 +432,9 @@ def _run(block: Block, scenario: Scenario, servers: Servers, tmp_path: Path,
 
 #: Modules of the test extra not installed on every supported Python (setup.cfg says why).
 NOT_EVERYWHERE = ("vcr",)
+#: Modules that warn before these Pythons (google-auth at import: "Python 3.9 past its end of
+#: life"; requests-cache through the url-normalize that installs on 3.9: idna's deprecated mode).
+WARNS_BEFORE = {"google": (3, 10), "requests_cache": (3, 10)}
 
 
 def play(block: Block, tmp_path: Path) -> None:
@@ -441,6 +444,9 @@ def play(block: Block, tmp_path: Path) -> None:
     for module in NOT_EVERYWHERE:
         if re.search(rf"^\s*(import|from) {module}\b", block.code, re.M) and importlib.util.find_spec(module) is None:
             pytest.skip(f"{block.where} needs {module}, which the test extra leaves out on this Python")
+    for module, oldest in WARNS_BEFORE.items():
+        if re.search(rf"^\s*(import|from) {module}\b", block.code, re.M) and sys.version_info < oldest:
+            pytest.skip(f"{block.where}: {module} warns at import on this Python (blocks run with -W error)")
     with contextlib.ExitStack() as stack:
         redis_url = None
         if scenario.redis:

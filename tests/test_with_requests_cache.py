@@ -25,6 +25,9 @@ from resilient_requests.testing import FaultServer, Hold, no_waits, ok, status
 from .conftest import wait_until
 
 requests_cache = pytest.importorskip("requests_cache", reason="needs requests-cache (the test extra)")
+
+#: url-normalize (requests-cache's) as installed on Python 3.9 asks idna for a deprecated mode.
+pytestmark = pytest.mark.filterwarnings("ignore:Transitional processing is deprecated:DeprecationWarning")
 CacheMixin = requests_cache.CacheMixin
 
 

@@ -9,6 +9,7 @@ Real vcrpy, loopback FaultServers; what the servers saw is the evidence.
 """
 from __future__ import annotations
 
+import gc
 import time
 from pathlib import Path
 from typing import Any, Callable, List, Tuple
@@ -103,6 +104,9 @@ def _deadline_cuts_a_trickle(session: rr.ResilientSession, server: FaultServer) 
     assert time.monotonic() - started < 0.3 + MARGIN
 
 
+# vcrpy's patched get_conn drops a connection pooled before the cassette without closing it
+# (vcr/patch.py, patched_get_conn): the collector then finds an open socket. vcrpy's, not ours.
+@pytest.mark.filterwarnings("ignore::ResourceWarning", "ignore::pytest.PytestUnraisableExceptionWarning")
 def test_a_session_used_before_the_cassette_is_recorded_in_it_and_real_after(
         make_session: Made, fault_server: FaultServer, tmp_path: Path) -> None:
     """Its pool, made before the cassette, holds a live connection of ours: inside the
@@ -121,6 +125,7 @@ def test_a_session_used_before_the_cassette_is_recorded_in_it_and_real_after(
     assert session.get(fault_server.url("/a")).text == "ok"
     assert fault_server.hits("/a") == 3  # after the cassette: the network
     _deadline_cuts_a_trickle(session, fault_server)
+    gc.collect()  # the socket vcrpy dropped is collected here, under this test's filter
 
 
 def test_a_pool_made_inside_the_cassette_does_not_keep_its_class_after_it(
