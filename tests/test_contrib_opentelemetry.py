@@ -211,7 +211,7 @@ def test_the_gauges_show_the_bulkhead_in_use_and_a_rejection(fault_server, make_
     origin = fault_server.base_url
     with ThreadPoolExecutor(max_workers=1) as pool:
         busy = pool.submit(session.get, fault_server.url("/slow"))
-        wait_until(lambda: fault_server.in_flight == 1)
+        wait_until(lambda: fault_server.hits("/slow") == 1)  # the call holds its slot by then
         assert metric(otel, "resilient_requests.bulkhead.in_use", dependency=origin) == 1
         assert metric(otel, "resilient_requests.bulkhead.capacity", dependency=origin) == 1
         with otel.tracer.start_as_current_span("checkout"):

@@ -87,7 +87,9 @@ def test_a_fresh_hit_is_served_while_the_bulkhead_is_full(fault_server: FaultSer
         holder = threading.Thread(target=lambda: answers.append(session.get(fault_server.url("/slow")).text))
         holder.start()
         try:
-            wait_until(lambda: fault_server.in_flight == 1)
+            # hits, not in_flight: the server may still be finishing the first /rates
+            # when its answer is back here. The holder takes its slot before sending.
+            wait_until(lambda: fault_server.hits("/slow") == 1)
             hit = session.get(fault_server.url("/rates"))
             assert hit.from_cache and hit.text == "cached"
             with pytest.raises(rr.PoolTimeoutError):
