@@ -36,7 +36,7 @@ from urllib3 import exceptions as u3
 
 from . import exceptions as ours
 
-__all__ = ["RetryWhen", "Verdict", "RULES", "classify", "causes"]
+__all__ = ["RetryWhen", "Verdict", "RULES", "classify", "causes", "cassette_miss"]
 
 
 class RetryWhen(enum.Enum):
@@ -176,6 +176,20 @@ RULES: Tuple[Tuple[Callable[[BaseException], bool], Verdict], ...] = (
 
 #: Anything not in the table (invalid URL, a caller's hook raising, ...): re-raised as is.
 PASS_THROUGH = Verdict("not a transport failure", False, _NEVER, False, ())
+
+
+#: What record-and-replay tools raise for a request their cassette has no answer
+#: for, by module and class name (neither tool is a dependency). The retry loop ends
+#: a retry that meets one with the answer replayed before (see pipeline._Hop.attempt).
+CASSETTE_MISSES = frozenset({
+    ("vcr.errors", "CannotOverwriteExistingCassetteException"),
+    ("betamax.exceptions", "BetamaxError"),
+})
+
+
+def cassette_miss(exc: BaseException) -> bool:
+    """Whether ``exc`` says a cassette (vcrpy, betamax) has no answer for the request."""
+    return any((cls.__module__, cls.__qualname__) in CASSETTE_MISSES for cls in type(exc).__mro__)
 
 
 def classify(exc: BaseException) -> Verdict:

@@ -43,7 +43,7 @@ from . import deadline as deadlines
 from .bulkhead import Bulkhead
 from .compartments import REGISTRY, Compartment, Registry
 from .config import IDEMPOTENT_METHODS, BulkheadConfig, ClientConfig
-from .errors import PASS_THROUGH, RetryWhen, Verdict, classify, to_raise
+from .errors import PASS_THROUGH, RetryWhen, Verdict, cassette_miss, classify, to_raise
 from .events import (
     AttemptFailed,
     AttemptFinished,
@@ -74,19 +74,6 @@ LAYERS = ("bulkhead", "retry", "circuit_breaker", "adapter")
 
 #: How a deadline that passed is classified: a timeout that counts against the origin.
 DEADLINE = Verdict("deadline exceeded", True, RetryWhen.NEVER, True, (DeadlineExceededError,))
-
-#: What record-and-replay tools raise for a request their cassette has no answer
-#: for, by module and class name (neither tool is a dependency).
-CASSETTE_MISSES = frozenset({
-    ("vcr.errors", "CannotOverwriteExistingCassetteException"),
-    ("betamax.exceptions", "BetamaxError"),
-})
-
-
-def _cassette_miss(error: Optional[BaseException]) -> bool:
-    return error is not None and any(
-        (cls.__module__, cls.__qualname__) in CASSETTE_MISSES for cls in type(error).__mro__)
-
 
 class Pipeline:
     """The resilience layers of one session (or of the module-level API)."""
@@ -151,23 +138,30 @@ class Pipeline:
     def _first_permit(self, call: "Call", state: Compartment, method: str, url: str) -> None:
         """The first attempt's permit of the dependency's rate limit, taken here,
         before requests prepares anything, so a refusal costs no more than an open
-        breaker's; waited for at most ``max_wait`` and what is left of the deadline,
-        holding the call's bulkhead slot (as the permits of its retries are)."""
-        limiter = state.limiter
-        assert limiter is not None
+        breaker's (holding the call's bulkhead slot, as the permits of its retries are)."""
+        assert state.limiter is not None
+        self.permit(state.limiter, state, call.deadline, method, url, first=True)
+        call.permit_for = state
+
+    def permit(self, limiter: RateLimiter, state: Compartment, deadline: Optional[deadlines.Deadline],
+               method: str, url: str, first: bool, request: Optional[requests.PreparedRequest] = None) -> bool:
+        """A permit of ``state``'s rate limit, waited for at most its ``max_wait`` and
+        what is left of ``deadline``. Refused for a call's ``first`` attempt:
+        ``RateLimitedError`` (nothing sent); for a retry: False."""
         wait = limiter.config.max_wait
-        if call.deadline is not None:
-            wait = min(wait, max(0.0, call.deadline.remaining()))
+        if deadline is not None:
+            wait = min(wait, max(0.0, deadline.remaining()))
         left = limiter.acquire(wait)
         if left is None:
-            call.permit_for = state
-            return
+            return True
         state.count("rate_limited")
+        if not first:
+            return False
         if self.events.listeners:
             self.events.emit("call_short_circuited", CallShortCircuited(state.origin, method, loggable_url(url), left))
         raise RateLimitedError(
             f"no permit of the rate limit of {state.origin} within {wait:g}s; next in {left:.3f}s",
-            origin=state.origin, retry_after=left,
+            origin=state.origin, retry_after=left, request=request,
         )
 
     def rejected(self, state: Compartment, bulkhead: Bulkhead, method: str, url: str,
@@ -413,7 +407,7 @@ class _Hop(Attempts):
             outcome = Race(self, self.pipeline.hedging, delay, self.route.config.hedge).run()
         else:
             outcome = self._send(trial)
-        if self.last is not None and _cassette_miss(outcome.error):
+        if self.last is not None and outcome.error is not None and cassette_miss(outcome.error):
             # A cassette recorded without our retries (with plain requests) holds one
             # answer per call, and none for this retry: end with the answer it replayed,
             # the one the recorded code saw, not with the tool's "not in the cassette".
@@ -449,27 +443,10 @@ class _Hop(Attempts):
             events.emit("attempt_failed", AttemptFailed(*fields))  # type: ignore[arg-type, unused-ignore]
         events.emit("attempt_finished", AttemptFinished(*fields, failed, self.request))  # type: ignore[arg-type, unused-ignore]
 
-    def _permit(self, limiter: "RateLimiter") -> bool:
-        """A permit of the dependency's rate limit, waited for at most its
-        ``max_wait`` and what is left of the deadline. Refused before the first
-        attempt: ``RateLimitedError`` (nothing sent); before a retry: False."""
-        wait = limiter.config.max_wait
-        if self.deadline is not None:
-            wait = min(wait, max(0.0, self.deadline.remaining()))
-        left = limiter.acquire(wait)
-        if left is None:
-            return True
-        self.origin.count("rate_limited")
-        if self.last is not None:
-            return False
-        events = self.pipeline.events
-        if events.listeners:
-            events.emit("call_short_circuited", CallShortCircuited(
-                self.origin.origin, self.request.method or "", loggable_url(self.request.url or ""), left))
-        raise RateLimitedError(
-            f"no permit of the rate limit of {self.origin.origin} within {wait:g}s; next in {left:.3f}s",
-            origin=self.origin.origin, retry_after=left, request=self.request,
-        )
+    def _permit(self, limiter: RateLimiter) -> bool:
+        """A permit for this attempt (see :meth:`Pipeline.permit`)."""
+        return self.pipeline.permit(limiter, self.origin, self.deadline, self.request.method or "",
+                                    self.request.url or "", self.last is None, self.request)
 
     def _hedge_delay(self) -> Optional[float]:
         """When to hedge this attempt, or ``None`` for no hedge."""

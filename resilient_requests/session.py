@@ -234,6 +234,15 @@ class ResilientMixin(REQUESTS_SESSION):  # type: ignore[misc]
     #: Whether ``prepare_request`` may use :func:`.preparation.prepare` (no base after ours overrides it).
     _own_prepare: ClassVar[bool] = True
 
+    @classmethod
+    def _chosen_config(cls, config: Any, shared: Optional[_Shared]) -> ClientConfig:
+        """``config`` if given (checked), else the module-level API's, else the class's default."""
+        if config is None:
+            return shared.config if shared is not None else (cls.default_config or ClientConfig())
+        if not isinstance(config, ClientConfig):
+            raise TypeError(_not_a_config(config))
+        return config
+
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         cls._early = _starts_early(cls)
@@ -244,12 +253,9 @@ class ResilientMixin(REQUESTS_SESSION):  # type: ignore[misc]
     def __init__(self, *args: Any, config: Optional[ClientConfig] = None, registry: Optional[Registry] = None,
                  isolated: bool = False, _shared: Optional[_Shared] = None, **kwargs: Any) -> None:
         """See the class; ``registry=`` and ``isolated=`` as in :class:`ResilientSession`."""
-        if config is not None and not isinstance(config, ClientConfig):
-            raise TypeError(_not_a_config(config))
         if isolated and registry is not None:
             raise ValueError("ResilientSession takes registry= or isolated=True, not both")
-        if config is None:
-            config = _shared.config if _shared is not None else (type(self).default_config or ClientConfig())
+        config = self._chosen_config(config, _shared)
         self._local = threading.local()  # before the other bases: their __init__ may send already
         super().__init__(*args, **kwargs)
         self.config = config
@@ -368,7 +374,8 @@ class ResilientMixin(REQUESTS_SESSION):  # type: ignore[misc]
         request_id = call.request_id
         if request_id is not None and "X-Request-ID" not in request.headers:
             request.headers["X-Request-ID"] = request_id
-        return cast(requests.Response, super().send(request, **kwargs))
+        response: requests.Response = super().send(request, **kwargs)  # typed: the base is Any to mypy
+        return response
 
     # -- URLs and defaults --
     def absolute_url(self, url: Any) -> Any:
@@ -560,12 +567,8 @@ class ResilientSession(ResilientMixin):
         another :class:`Registry`, and ``isolated=True`` a private one, so this
         session shares state with no other. Other keyword arguments go on to
         the next base (when this class is combined with another session class)."""
-        if config is not None and not isinstance(config, ClientConfig):
-            raise TypeError(_not_a_config(config))
         if base_url is not None:
-            if config is None:
-                config = _shared.config if _shared is not None else (type(self).default_config or ClientConfig())
-            config = _with_base_url(config, base_url)
+            config = _with_base_url(self._chosen_config(config, _shared), base_url)
         super().__init__(config=config, registry=registry, isolated=isolated, _shared=_shared, **kwargs)
 
 

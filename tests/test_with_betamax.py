@@ -8,13 +8,16 @@ so every attempt is one interaction. Real betamax, loopback FaultServers.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable, List, Tuple
+from typing import Callable, List
 
 import pytest
 import requests
 
 import resilient_requests as rr
 from resilient_requests.testing import FaultServer, ok, status
+
+from .recording import calls as _calls
+from .recording import routes as _routes
 
 betamax = pytest.importorskip("betamax", reason="needs betamax (the test extra)")
 
@@ -23,18 +26,6 @@ pytestmark = pytest.mark.filterwarnings(r"ignore:datetime\.datetime\.utcnow\(\) 
 from betamax.exceptions import BetamaxError  # noqa: E402
 
 Made = Callable[..., rr.ResilientSession]
-
-
-def _calls(session: Any, base: str) -> List[Tuple[int, str, str]]:
-    """A GET and a POST to ``base``: what a test would look at in their answers."""
-    got = session.get(f"{base}/users/1", params={"full": "1"})
-    posted = session.post(f"{base}/orders", json={"sku": 7})
-    return [(r.status_code, r.headers.get("Content-Type", ""), r.text) for r in (got, posted)]
-
-
-def _routes(server: FaultServer) -> None:
-    server.route("/users/1", ok('{"id": 1}', **{"Content-Type": "application/json"}))
-    server.route("/orders", ok("created", **{"Content-Type": "text/plain"}))
 
 
 def _interactions(library: Path, name: str) -> List[int]:

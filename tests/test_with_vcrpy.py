@@ -12,13 +12,16 @@ from __future__ import annotations
 import gc
 import time
 from pathlib import Path
-from typing import Any, Callable, List, Tuple
+from typing import Any, Callable
 
 import pytest
 import requests
 
 import resilient_requests as rr
 from resilient_requests.testing import FaultServer, ForwardProxy, Hang, Trickle, ok, status
+
+from .recording import calls as _calls
+from .recording import routes as _routes
 
 vcr = pytest.importorskip("vcr", reason="needs vcrpy (the test extra)")
 from vcr.errors import CannotOverwriteExistingCassetteException  # noqa: E402
@@ -27,18 +30,6 @@ from vcr.errors import CannotOverwriteExistingCassetteException  # noqa: E402
 MARGIN = 1.5
 
 Made = Callable[..., rr.ResilientSession]
-
-
-def _calls(session: Any, base: str) -> List[Tuple[int, str, str]]:
-    """A GET and a POST to ``base``: what a test would look at in their answers."""
-    got = session.get(f"{base}/users/1", params={"full": "1"})
-    posted = session.post(f"{base}/orders", json={"sku": 7})
-    return [(r.status_code, r.headers.get("Content-Type", ""), r.text) for r in (got, posted)]
-
-
-def _routes(server: FaultServer) -> None:
-    server.route("/users/1", ok('{"id": 1}', **{"Content-Type": "application/json"}))
-    server.route("/orders", ok("created", **{"Content-Type": "text/plain"}))
 
 
 def test_record_then_replay_a_get_and_a_post_without_the_server(make_session: Made, tmp_path: Path) -> None:

@@ -1,5 +1,6 @@
-"""What the Flask and Django integrations share: which errors mean "the upstream is
-unavailable, try again later", and the ``503`` answer they become.
+"""What the integrations share. Flask and Django: which errors mean "the upstream is
+unavailable, try again later", and the ``503`` answer they become. Prometheus and
+OpenTelemetry: the number each breaker state is reported as. All: the error for a missing extra.
 
 Both exceptions are raised before anything is sent, so answering ``503 Service
 Unavailable`` with a ``Retry-After`` is honest: the client may retry later, and
@@ -13,11 +14,14 @@ from typing import Any, Dict, Optional
 
 from ..exceptions import CircuitOpenError, PoolTimeoutError, RateLimitedError
 
-__all__ = ["UNAVAILABLE", "POOL_RETRY_AFTER", "Unavailable", "unavailable", "retry_after_seconds", "missing_extra"]
+__all__ = ["BREAKER_STATES", "UNAVAILABLE", "POOL_RETRY_AFTER", "Unavailable", "unavailable", "retry_after_seconds", "missing_extra"]
 
 #: The exceptions that become a ``503``: an open breaker (or a local refusal: throttling,
 #: the rate limit), a full bulkhead.
 UNAVAILABLE = (CircuitOpenError, PoolTimeoutError)
+
+#: The number a metric reports for each breaker state.
+BREAKER_STATES: Dict[str, int] = {"closed": 0, "open": 1, "half_open": 2}
 
 #: ``Retry-After`` seconds for a :class:`PoolTimeoutError`: slots free up as calls end.
 POOL_RETRY_AFTER = 1

@@ -89,7 +89,7 @@ from ..events import (
     add_process_listener,
     remove_process_listener,
 )
-from ._http import missing_extra
+from ._http import BREAKER_STATES, missing_extra
 
 try:
     from opentelemetry import context as otel_context
@@ -101,8 +101,6 @@ except ImportError as _error:
 
 __all__ = ["OpenTelemetryListener", "instrument", "uninstrument", "observe_registry", "BREAKER_STATES"]
 
-#: The value of ``resilient_requests.breaker.state`` for each breaker state (as in contrib.prometheus).
-BREAKER_STATES: Dict[str, int] = {"closed": 0, "open": 1, "half_open": 2}
 
 _SCOPE = "resilient_requests.contrib.opentelemetry"
 #: The semantic conventions the attribute names follow (the stable HTTP ones).

@@ -76,7 +76,7 @@ from ..events import (
     Listener,
     RetryScheduled,
 )
-from ._http import missing_extra
+from ._http import BREAKER_STATES, missing_extra
 
 try:
     import prometheus_client
@@ -87,8 +87,6 @@ except ImportError as _error:
 
 __all__ = ["PrometheusListener", "CompartmentCollector", "BREAKER_STATES", "DEFAULT_BUCKETS"]
 
-#: The value of ``breaker_state`` for each breaker state.
-BREAKER_STATES: Dict[str, int] = {"closed": 0, "open": 1, "half_open": 2}
 
 #: Histogram buckets for the call duration, in seconds: prometheus_client's defaults,
 #: which span a fast microservice (5 ms) to a slow batch endpoint (10 s).
